@@ -1,0 +1,2 @@
+/* placeholder: main.c */
+int main(void){return 0;}

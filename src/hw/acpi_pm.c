@@ -1,0 +1,1 @@
+/* placeholder: acpi_pm.c */

@@ -1,0 +1,1 @@
+/* placeholder: i8042.c */

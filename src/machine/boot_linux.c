@@ -1,0 +1,1 @@
+/* placeholder: boot_linux.c */

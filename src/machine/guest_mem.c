@@ -1,0 +1,1 @@
+/* placeholder: guest_mem.c */

@@ -1,0 +1,46 @@
+/* The machine a VM process runs: RAM, buses, interrupt routing, and the devices' way to ask for
+ * reset or power-off. Devices see this, never the accelerator. */
+#pragma once
+#include "base/evloop.h"
+#include "machine/bus.h"
+#include "machine/guest_mem.h"
+#include "machine/irq.h"
+#include <pthread.h>
+
+enum machine_request {
+    MACHINE_REQ_NONE,
+    MACHINE_REQ_RESET,    /* guest asked for a reset (0xCF9, i8042, ACPI reset, triple fault) */
+    MACHINE_REQ_POWEROFF, /* guest entered S5 */
+    MACHINE_REQ_QUIT,     /* the host side asked to stop (signal, Ctrl-a x, monitor) */
+    MACHINE_REQ_ERROR,    /* internal error, already reported */
+};
+
+struct machine_reset_handler {
+    void (*fn)(void *opaque);
+    void *opaque;
+};
+
+struct machine {
+    /* The big lock: held by vCPU threads while they dispatch I/O and by the event loop while it
+     * runs device callbacks, so device models need no locks of their own. */
+    pthread_mutex_t lock;
+    struct guest_mem mem;
+    struct bus pio, mmio;
+    struct irq_chip irq;
+    struct evloop *ev;
+    unsigned ncpus;
+
+    /* Set by the VM layer: called (lock held) when a device asks to reset or power off. */
+    void (*on_request)(struct machine *m, enum machine_request req);
+    void *owner;
+
+    struct machine_reset_handler *reset_handlers;
+    unsigned nreset_handlers;
+};
+
+void machine_init(struct machine *m);
+void machine_destroy(struct machine *m);
+void machine_request(struct machine *m, enum machine_request req);
+/* Device reset hooks, run in registration order when the machine resets. */
+void machine_add_reset_handler(struct machine *m, void (*fn)(void *), void *opaque);
+void machine_reset_devices(struct machine *m);
