@@ -3,9 +3,29 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#ifndef VMKIT_VERSION
+#define VMKIT_VERSION "0.1.0"
+#endif
+
+#define VM_CONFIG_MAX_SERIALS 4 /* COM1..COM4 */
+#define VM_CONFIG_MAX_ACCELS 4
+#define VM_CONFIG_MAX_CPUS 255 /* as QEMU's pc machine: xAPIC IDs, no interrupt remapping */
+/* Guest RAM above this is refused as a typo rather than tried: no host here has more. */
+#define VM_CONFIG_MAX_RAM (4ULL << 40)
+#define VM_CONFIG_DEFAULT_RAM (512ULL << 20)
+
+/* One -device DRIVER[,opts]: kept raw so each device model parses its own options with
+ * qemu_opts_parse(opts, NULL, ...). */
+struct vm_config_device {
+    const char *driver; /* "pci-testdev" */
+    const char *opts;   /* everything after "DRIVER,", "" when none; ",," escapes intact */
+};
+
+struct vm_config_strings; /* strings the parser allocated; freed by vm_config_free */
+
 struct vm_config {
-    uint64_t ram_size;     /* bytes; -m, default 512 MiB */
-    uint64_t ram_maxsize;  /* -m ...,maxmem= (accepted; memory hotplug is not supported yet) */
+    uint64_t ram_size;     /* bytes; -m, default 512 MiB, aligned up to 4 KiB */
+    uint64_t ram_maxsize;  /* -m ...,maxmem= (accepted; memory hotplug is not supported yet); else ram_size */
     const char *mem_path;  /* -mem-path DIR (hugetlbfs) */
     bool mem_prealloc;     /* -mem-prealloc */
 
@@ -24,6 +44,29 @@ struct vm_config {
     const char *pidfile;  /* -pidfile PATH */
     bool no_reboot;       /* -no-reboot: a guest reset exits the VMM */
     bool no_shutdown;     /* -no-shutdown: S5 stops the guest but keeps the process */
+
+    /* Added with the full command line parser. */
+    unsigned mem_slots;  /* -m ...,slots=N (accepted; hotplug is not supported yet) */
+    /* The serial ports that exist, in order: serials[i] is COM(i+1). serial == serials[0], or
+     * "none" when nserials == 0. As in QEMU, "-serial none" takes no slot (it only drops the
+     * default port) while "null" is a port with no backend. */
+    const char *serials[VM_CONFIG_MAX_SERIALS];
+    unsigned nserials;
+    /* Accelerators to try in order: "kvm" or "emu" ("tcg" is stored as "emu").
+     * -accel kvm -accel tcg or -machine accel=kvm:tcg give two. accel == accels[0]. */
+    const char *accels[VM_CONFIG_MAX_ACCELS];
+    unsigned naccels;
+    const char *cpu_features; /* "+x,-y" after -cpu MODEL,: accepted, warned about, ignored */
+    bool name_debug_threads;  /* -name ...,debug-threads=on: name vCPU threads "CPU n/KVM" */
+    struct vm_config_device *devices; /* -device, in command-line order */
+    unsigned ndevices;
+    bool start_paused;   /* -S: do not start vCPUs until the monitor says "cont" */
+    const char *qmp;     /* -qmp SPEC (chardev spelling, e.g. "unix:PATH,server,nowait"); NULL none */
+    const char *monitor; /* -monitor SPEC (HMP); NULL none */
+    bool nodefaults;     /* -nodefaults: no default serial */
+    const char *uuid;    /* -uuid, validated 8-4-4-4-12 hex; NULL none */
+
+    struct vm_config_strings *owned_; /* private */
 };
 
 /* Result of parsing: run the VM, or the invocation is finished (-help, -version printed). */
@@ -34,6 +77,19 @@ enum vm_config_parse_result {
 };
 
 void vm_config_init(struct vm_config *c);
-/* argv[0] is the first option (not the program name). Options may start with - or --. */
+/* Call vm_config_init first. argv[0] is the first option, not the program name: for
+ * "vmkit run ..." pass argc - 2, argv + 2. Options may start with - or --, and "--opt=value"
+ * is accepted as well as "-opt value". Strings in c point into argv or into memory c owns:
+ * keep argv alive as long as c, and call vm_config_free when done. */
 enum vm_config_parse_result vm_config_parse_args(struct vm_config *c, int argc, char **argv);
 void vm_config_print_help(void);
+/* Frees what the parser allocated (not argv); c is left initialised to defaults. */
+void vm_config_free(struct vm_config *c);
+
+/* -smp's arithmetic alone (exposed for tests and for domain XML later): fills zero fields the
+ * way QEMU >= 6.2 does for pc (cores preferred over sockets) and checks the product and the
+ * limits. Zero means "not given". Returns 0, or -EINVAL with a QEMU-like message in err. */
+struct vm_config_smp {
+    unsigned cpus, maxcpus, sockets, dies, cores, threads;
+};
+int vm_config_smp_compute(struct vm_config_smp *s, char *err, unsigned errlen);
