@@ -119,13 +119,6 @@ static int kvm_vm_create(struct machine *m, const struct accel_config *cfg, stru
     step = "KVM_SET_IDENTITY_MAP_ADDR";
     if (ioctl(a->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
         goto fail;
-    step = "KVM_CREATE_IRQCHIP";
-    if (ioctl(a->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
-        goto fail;
-    struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
-    step = "KVM_CREATE_PIT2";
-    if (ioctl(a->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
-        goto fail;
     step = "KVM_GET_SUPPORTED_CPUID";
     a->supported_cpuid = kvm_get_supported_cpuid(a->sys_fd);
     if (!a->supported_cpuid)
@@ -141,6 +134,25 @@ fail:;
     log_error("kvm: %s failed: %s", step, strerror(errno));
     kvm_vm_destroy(a);
     return e ? e : -EINVAL;
+}
+
+/* The irqchip must exist before the first vCPU; it is created then, after RAM is registered,
+ * because a memslot added once the irqchip exists costs a multi-millisecond SRCU sync. */
+static int kvm_create_irqchip(struct accel *a)
+{
+    if (a->irqchip_created)
+        return 0;
+    if (ioctl(a->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+        log_error("kvm: KVM_CREATE_IRQCHIP failed: %s", strerror(errno));
+        return -errno;
+    }
+    struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+    if (ioctl(a->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+        log_error("kvm: KVM_CREATE_PIT2 failed: %s", strerror(errno));
+        return -errno;
+    }
+    a->irqchip_created = true;
+    return 0;
 }
 
 static int kvm_map_memory(struct accel *a, unsigned slot, uint64_t gpa, uint64_t size, void *host)
@@ -201,6 +213,9 @@ static void kvm_vcpu_destroy(struct vcpu *v)
 
 static int kvm_vcpu_create(struct accel *a, unsigned index, struct vcpu **out)
 {
+    int err = kvm_create_irqchip(a);
+    if (err < 0)
+        return err;
     struct vcpu *v = xzalloc(sizeof(*v));
     v->accel = a;
     v->index = index;

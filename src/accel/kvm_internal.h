@@ -13,6 +13,7 @@ struct accel {
     struct accel_config cfg;
     struct cpu_topology topo;
     struct kvm_cpuid2 *supported_cpuid;
+    bool irqchip_created;
 };
 
 struct vcpu {
