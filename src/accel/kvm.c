@@ -84,6 +84,9 @@ static void kvm_vm_destroy(struct accel *a)
     if (a->sys_fd >= 0)
         close(a->sys_fd);
     free(a->supported_cpuid);
+    free(a->routes);
+    free(a->irqfds);
+    pthread_mutex_destroy(&a->routes_lock);
     free(a);
 }
 
@@ -92,6 +95,7 @@ static int kvm_vm_create(struct machine *m, const struct accel_config *cfg, stru
     char why[256];
     struct accel *a = xzalloc(sizeof(*a));
     a->vm_fd = -1;
+    pthread_mutex_init(&a->routes_lock, NULL);
     a->machine = m;
     a->cfg = *cfg;
     a->topo = (struct cpu_topology){cfg->sockets, cfg->dies, cfg->cores, cfg->threads};
@@ -136,6 +140,9 @@ fail:;
     return e ? e : -EINVAL;
 }
 
+static void kvm_routes_init(struct accel *a);
+static int kvm_routes_commit(struct accel *a);
+
 /* The irqchip must exist before the first vCPU; it is created then, after RAM is registered,
  * because a memslot added once the irqchip exists costs a multi-millisecond SRCU sync. */
 static int kvm_create_irqchip(struct accel *a)
@@ -150,6 +157,12 @@ static int kvm_create_irqchip(struct accel *a)
     if (ioctl(a->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
         log_error("kvm: KVM_CREATE_PIT2 failed: %s", strerror(errno));
         return -errno;
+    }
+    kvm_routes_init(a);
+    int err = kvm_routes_commit(a);
+    if (err < 0) {
+        log_error("kvm: KVM_SET_GSI_ROUTING failed: %s", strerror(-err));
+        return err;
     }
     a->irqchip_created = true;
     return 0;
@@ -474,6 +487,87 @@ static void kvm_send_msi(struct accel *a, uint64_t addr, uint32_t data)
         log_once(LOG_WARN, "kvm: KVM_SIGNAL_MSI failed: %s", strerror(errno));
 }
 
+/* Interrupt routes for the in-kernel irqchip, as QEMU sets them: ISA GSIs reach the 8259s and
+ * the IOAPIC, except that the PIT's GSI 0 goes to IOAPIC pin 2 (the MADT's IRQ0 -> GSI 2
+ * override) and pin 2 takes nothing else. irqfds add MSI routes after these. */
+static void kvm_routes_init(struct accel *a)
+{
+    a->routes = xzalloc(sizeof(*a->routes) * (16 + IOAPIC_NUM_PINS));
+    for (unsigned gsi = 0; gsi < 16; gsi++)
+        if (gsi != 2)
+            a->routes[a->nroutes++] = (struct kvm_irq_routing_entry){
+                .gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+                .u.irqchip = {gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE, gsi % 8}};
+    for (unsigned gsi = 0; gsi < IOAPIC_NUM_PINS; gsi++)
+        if (gsi != 2)
+            a->routes[a->nroutes++] = (struct kvm_irq_routing_entry){
+                .gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+                .u.irqchip = {KVM_IRQCHIP_IOAPIC, gsi == 0 ? 2 : gsi}};
+}
+
+static int kvm_routes_commit(struct accel *a)
+{
+    struct kvm_irq_routing *r =
+        xzalloc(sizeof(*r) + sizeof(r->entries[0]) * a->nroutes);
+    r->nr = a->nroutes;
+    memcpy(r->entries, a->routes, sizeof(r->entries[0]) * a->nroutes);
+    int err = ioctl(a->vm_fd, KVM_SET_GSI_ROUTING, r) < 0 ? -errno : 0;
+    free(r);
+    return err;
+}
+
+static uint32_t kvm_free_gsi(struct accel *a)
+{
+    for (uint32_t gsi = IOAPIC_NUM_PINS;; gsi++) {
+        bool used = false;
+        for (unsigned i = 0; i < a->nroutes && !used; i++)
+            used = a->routes[i].gsi == gsi;
+        if (!used)
+            return gsi;
+    }
+}
+
+static int kvm_irqfd(struct accel *a, int fd, uint64_t msi_addr, uint32_t msi_data, bool assign)
+{
+    pthread_mutex_lock(&a->routes_lock);
+    int err = 0;
+    if (assign) {
+        uint32_t gsi = kvm_free_gsi(a);
+        a->routes = xrealloc(a->routes, sizeof(*a->routes) * (a->nroutes + 1));
+        a->routes[a->nroutes++] = (struct kvm_irq_routing_entry){
+            .gsi = gsi, .type = KVM_IRQ_ROUTING_MSI,
+            .u.msi = {.address_lo = (uint32_t)msi_addr, .address_hi = (uint32_t)(msi_addr >> 32),
+                      .data = msi_data}};
+        err = kvm_routes_commit(a);
+        struct kvm_irqfd req = {.fd = (uint32_t)fd, .gsi = gsi};
+        if (!err && ioctl(a->vm_fd, KVM_IRQFD, &req) < 0)
+            err = -errno;
+        if (err) {
+            a->nroutes--;
+        } else {
+            a->irqfds = xrealloc(a->irqfds, sizeof(*a->irqfds) * (a->nirqfds + 1));
+            a->irqfds[a->nirqfds++] = (struct kvm_irqfd_slot){fd, gsi};
+        }
+    } else {
+        err = -ENOENT;
+        for (unsigned i = 0; i < a->nirqfds; i++) {
+            if (a->irqfds[i].fd != fd)
+                continue;
+            uint32_t gsi = a->irqfds[i].gsi;
+            struct kvm_irqfd req = {.fd = (uint32_t)fd, .gsi = gsi, .flags = KVM_IRQFD_FLAG_DEASSIGN};
+            err = ioctl(a->vm_fd, KVM_IRQFD, &req) < 0 ? -errno : 0;
+            a->irqfds[i] = a->irqfds[--a->nirqfds];
+            for (unsigned j = 0; j < a->nroutes; j++)
+                if (a->routes[j].gsi == gsi)
+                    a->routes[j] = a->routes[--a->nroutes];
+            kvm_routes_commit(a);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&a->routes_lock);
+    return err;
+}
+
 static int kvm_ioeventfd(struct accel *a, uint64_t addr, unsigned len, bool pio, int fd,
                          bool assign)
 {
@@ -501,5 +595,5 @@ const struct accel_ops accel_kvm_ops = {
     .set_irq = kvm_set_irq,
     .send_msi = kvm_send_msi,
     .ioeventfd = kvm_ioeventfd,
-    .irqfd = NULL, /* comes with virtio (needs GSI routing for MSI) */
+    .irqfd = kvm_irqfd,
 };

@@ -14,6 +14,16 @@ struct accel {
     struct cpu_topology topo;
     struct kvm_cpuid2 *supported_cpuid;
     bool irqchip_created;
+    /* GSI routing: KVM's default irqchip routes plus one MSI route per irqfd. KVM replaces the
+     * whole table on every change, so the full table is kept here. */
+    struct kvm_irq_routing_entry *routes;
+    unsigned nroutes;
+    pthread_mutex_t routes_lock;
+    struct kvm_irqfd_slot {
+        int fd;
+        uint32_t gsi;
+    } *irqfds;
+    unsigned nirqfds;
 };
 
 struct vcpu {

@@ -1,6 +1,7 @@
 /* The machine object: buses, lock, and the requests devices make of the VM (reset, power-off). */
 #include "machine/machine.h"
 #include "base/util.h"
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,4 +41,15 @@ void machine_reset_devices(struct machine *m)
 {
     for (unsigned i = 0; i < m->nreset_handlers; i++)
         m->reset_handlers[i].fn(m->reset_handlers[i].opaque);
+}
+
+int machine_ioeventfd(struct machine *m, uint64_t addr, unsigned len, bool pio, int fd,
+                      bool assign)
+{
+    return m->ioeventfd ? m->ioeventfd(m, addr, len, pio, fd, assign) : -ENOTSUP;
+}
+
+int machine_irqfd(struct machine *m, int fd, uint64_t msi_addr, uint32_t msi_data, bool assign)
+{
+    return m->irqfd ? m->irqfd(m, fd, msi_addr, msi_data, assign) : -ENOTSUP;
 }

@@ -6,6 +6,8 @@
 #include "machine/guest_mem.h"
 #include "machine/irq.h"
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 enum machine_request {
     MACHINE_REQ_NONE,
@@ -36,6 +38,14 @@ struct machine {
 
     struct machine_reset_handler *reset_handlers;
     unsigned nreset_handlers;
+
+    /* Accelerator fast paths, set by the VM layer; NULL when the accelerator has none. Devices
+     * call them through machine_ioeventfd()/machine_irqfd(), which say -ENOTSUP then, so every
+     * device also works on the plain exit path. Registrations do not survive a machine reset:
+     * devices drop theirs in their reset handlers and set them up again when the guest does. */
+    int (*ioeventfd)(struct machine *m, uint64_t addr, unsigned len, bool pio, int fd,
+                     bool assign);
+    int (*irqfd)(struct machine *m, int fd, uint64_t msi_addr, uint32_t msi_data, bool assign);
 };
 
 void machine_init(struct machine *m);
@@ -44,3 +54,9 @@ void machine_request(struct machine *m, enum machine_request req);
 /* Device reset hooks, run in registration order when the machine resets. */
 void machine_add_reset_handler(struct machine *m, void (*fn)(void *), void *opaque);
 void machine_reset_devices(struct machine *m);
+
+/* A guest write of any value to [addr, addr+len) signals fd instead of exiting to the VMM. */
+int machine_ioeventfd(struct machine *m, uint64_t addr, unsigned len, bool pio, int fd,
+                      bool assign);
+/* Writing to fd (an eventfd) delivers the MSI (msi_addr, msi_data) without the VMM. */
+int machine_irqfd(struct machine *m, int fd, uint64_t msi_addr, uint32_t msi_data, bool assign);

@@ -14,6 +14,8 @@
 #include "machine/machine.h"
 #include "machine/topology.h"
 #include "vm/default_guest.h"
+#include "vm/device_models.h"
+#include "block/block.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -44,6 +46,7 @@ struct vm {
     struct vm_vcpu *vcpus;
     struct chardev *serial_chr;
     struct pci_host *pci;
+    struct blk_aio *aio; /* disks' I/O engine, created when the first disk needs it */
     uint64_t mmio64_base;
     uint8_t *kernel, *initrd;
     size_t kernel_len, initrd_len;
@@ -231,6 +234,40 @@ static int vm_read_file(const char *opt, const char *path, uint8_t **data, size_
     return r;
 }
 
+static void vm_blk_aio_ready(void *opaque, uint32_t events)
+{
+    blk_aio_process(opaque);
+}
+
+static struct blk_aio *vm_blk_aio(struct vm_device_ctx *ctx)
+{
+    struct vm *vm = ctx->vm;
+    if (!vm->aio) {
+        if (blk_aio_new(BLK_AIO_DEFAULT, &vm->aio) < 0)
+            return NULL;
+        evloop_add_fd(vm->m.ev, blk_aio_eventfd(vm->aio), EPOLLIN, vm_blk_aio_ready, vm->aio);
+    }
+    return vm->aio;
+}
+
+/* The accelerator's fast paths, for devices; a no-op between two KVM VMs during a reset. */
+static int vm_ioeventfd(struct machine *m, uint64_t addr, unsigned len, bool pio, int fd,
+                        bool assign)
+{
+    struct vm *vm = m->owner;
+    if (!vm->ops->ioeventfd)
+        return -ENOTSUP;
+    return vm->accel ? vm->ops->ioeventfd(vm->accel, addr, len, pio, fd, assign) : 0;
+}
+
+static int vm_irqfd(struct machine *m, int fd, uint64_t msi_addr, uint32_t msi_data, bool assign)
+{
+    struct vm *vm = m->owner;
+    if (!vm->ops->irqfd)
+        return -ENOTSUP;
+    return vm->accel ? vm->ops->irqfd(vm->accel, fd, msi_addr, msi_data, assign) : 0;
+}
+
 static int vm_add_devices(struct vm *vm)
 {
     struct machine *m = &vm->m;
@@ -247,16 +284,16 @@ static int vm_add_devices(struct vm *vm)
     vm->pci = pci_host_create(m, vm->mmio64_base, LAYOUT_PCI_MMIO64_SIZE);
     if (!vm->pci)
         return -EINVAL;
+    struct vm_device_ctx ctx = {.m = m, .pci = vm->pci, .cfg = cfg, .blk_aio = vm_blk_aio,
+                                .vm = vm};
     for (unsigned i = 0; i < cfg->ndevices; i++) {
-        const char *driver = cfg->devices[i].driver;
-        if (!strcmp(driver, "pci-testdev")) {
-            if (!pci_testdev_create(vm->pci))
-                return -EINVAL;
-        } else {
-            log_error("-device %s: vmkit has no such device yet (it emulates pci-testdev; "
-                      "virtio devices are coming)", driver);
+        const struct vm_device_model *model = vm_device_model_find(cfg->devices[i].driver);
+        if (!model) {
+            log_error("-device %s: vmkit has no such device", cfg->devices[i].driver);
             return -EINVAL;
         }
+        if (model->create(&ctx, cfg->devices[i].opts) < 0)
+            return -EINVAL;
     }
     return pci_assign_resources(vm->pci);
 }
@@ -526,6 +563,8 @@ static int vm_setup(struct vm *vm)
     m->on_request = vm_on_request;
     m->owner = vm;
     m->irq = (struct irq_chip){&vm_irq_ops, vm};
+    m->ioeventfd = vm_ioeventfd;
+    m->irqfd = vm_irqfd;
     int r = guest_mem_init(&m->mem, cfg->ram_size, cfg->mem_path, cfg->mem_prealloc);
     if (r < 0) {
         char want[32];
