@@ -8,6 +8,7 @@
 #include "chardev/chardev.h"
 #include "hw/devices.h"
 #include "hw/pci.h"
+#include "hw/virtio/virtio_net.h" /* networking hook in vm_add_devices */
 #include "machine/acpi.h"
 #include "machine/boot.h"
 #include "machine/layout.h"
@@ -44,7 +45,8 @@ struct vm {
     struct accel *accel;
     struct accel_config accel_cfg;
     struct vm_vcpu *vcpus;
-    struct chardev *serial_chr;
+    struct chardev *serial_chr[VM_CONFIG_MAX_SERIALS];
+    struct acpi_pm *pm; /* for the host's power-button requests */
     struct pci_host *pci;
     struct blk_aio *aio; /* disks' I/O engine, created when the first disk needs it */
     uint64_t mmio64_base;
@@ -272,12 +274,20 @@ static int vm_add_devices(struct vm *vm)
 {
     struct machine *m = &vm->m;
     const struct vm_config *cfg = vm->cfg;
-    const char *spec = cfg->serial ? cfg->serial : (cfg->daemonize ? "none" : "stdio");
-    if (chardev_open(spec, m->ev, vm_quit_from_console, vm, &vm->serial_chr) < 0)
-        return -EINVAL;
-    if (!serial_create(m, PORT_COM1, IRQ_COM1, vm->serial_chr))
-        return -EINVAL;
-    if (!i8042_create(m) || !rtc_create(m) || !acpi_pm_create(m))
+    /* COM1-COM4 at the PC's ports; -serial none leaves a port out, as in QEMU. */
+    static const uint16_t com_ports[VM_CONFIG_MAX_SERIALS] = {PORT_COM1, 0x2F8, 0x3E8, 0x2E8};
+    static const uint8_t com_irqs[VM_CONFIG_MAX_SERIALS] = {IRQ_COM1, 3, 4, 3};
+    for (unsigned i = 0; i < cfg->nserials && i < VM_CONFIG_MAX_SERIALS; i++) {
+        char label[16];
+        snprintf(label, sizeof(label), "serial%u", i);
+        if (chardev_open_label(cfg->serials[i], label, m->ev, vm_quit_from_console, vm,
+                               &vm->serial_chr[i]) < 0)
+            return -EINVAL;
+        if (!serial_create(m, com_ports[i], com_irqs[i], vm->serial_chr[i]))
+            return -EINVAL;
+    }
+    vm->pm = acpi_pm_create(m);
+    if (!i8042_create(m) || !rtc_create(m) || !vm->pm)
         return -EINVAL;
     misc_ports_create(m);
     vm->mmio64_base = ALIGN_UP(LAYOUT_4G + guest_mem_high_size(&m->mem), GiB);
@@ -286,6 +296,14 @@ static int vm_add_devices(struct vm *vm)
         return -EINVAL;
     struct vm_device_ctx ctx = {.m = m, .pci = vm->pci, .cfg = cfg, .blk_aio = vm_blk_aio,
                                 .vm = vm};
+    /* Networking hook (virtio-net, docs/virtio-net.md): the backends of -netdev/-net/-nic exist
+     * before any NIC looks them up; ones the VM layer already created are left alone. */
+    for (unsigned i = 0; i < cfg->nnetdevs; i++) {
+        struct net_backend *nb;
+        if (!net_backend_lookup(cfg->netdevs[i].id) &&
+            net_backend_new(&cfg->netdevs[i].backend, m->ev, &nb) < 0)
+            return -EINVAL;
+    }
     for (unsigned i = 0; i < cfg->ndevices; i++) {
         const struct vm_device_model *model = vm_device_model_find(cfg->devices[i].driver);
         if (!model) {
@@ -295,6 +313,11 @@ static int vm_add_devices(struct vm *vm)
         if (model->create(&ctx, cfg->devices[i].opts) < 0)
             return -EINVAL;
     }
+    /* Networking hook: the NICs of -nic and -net nic (always virtio-net-pci), after the -device
+     * list as in QEMU. */
+    for (unsigned i = 0; i < cfg->nnics; i++)
+        if (virtio_net_pci_create_nic(&ctx, &cfg->nics[i]) < 0)
+            return -EINVAL;
     return pci_assign_resources(vm->pci);
 }
 
@@ -316,7 +339,7 @@ static int vm_load_guest(struct vm *vm)
         .pci_mmio64_size = LAYOUT_PCI_MMIO64_SIZE,
         .pci_io_base = PORT_PCI_IO_WINDOW,
         .pci_io_end = PORT_PCI_IO_WINDOW_END,
-        .has_com1 = true,
+        .has_com1 = vm->cfg->nserials > 0,
     };
     void *acpi = guest_mem_ptr(&m->mem, LAYOUT_ACPI, LAYOUT_ACPI_SIZE);
     int r = acpi ? acpi_build_tables(&acfg, acpi, LAYOUT_ACPI_SIZE, LAYOUT_ACPI) : -ENOSPC;
@@ -653,8 +676,11 @@ int vm_run(const struct vm_config *cfg)
     }
 out:
     vm_stop_accel(vm);
-    if (vm->serial_chr)
-        chardev_close(vm->serial_chr);
+    for (unsigned i = 0; i < VM_CONFIG_MAX_SERIALS; i++)
+        if (vm->serial_chr[i])
+            chardev_close(vm->serial_chr[i]);
+    if (vm->aio)
+        blk_aio_free(vm->aio);
     chardev_restore_terminal();
     if (cfg->pidfile)
         unlink(cfg->pidfile);

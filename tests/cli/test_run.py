@@ -12,6 +12,7 @@ import termios
 import time
 
 VMKIT, GUEST, CASE = sys.argv[1], sys.argv[2], sys.argv[3]
+EXTRA = sys.argv[4:]  # guests some cases need besides hello
 PASS_LINE = b"VMKIT-TEST: PASS hello"
 
 
@@ -268,6 +269,18 @@ def case_console_escapes():
     os.close(master)
 
 
+def case_internal_error():
+    """A guest that makes KVM give up: vmkit prints the vCPU registers and exits non-zero."""
+    need_kvm()
+    r = run("-nographic", "-kernel", EXTRA[0])
+    err = r.stderr.decode()
+    assert r.returncode == 1, f"exit {r.returncode}: {err}"
+    assert "internal error" in err, err
+    for reg in ("RIP=", "RSP=", "CR0=", "CS "):
+        assert reg in err, f"{reg} missing from the register dump: {err}"
+    assert "Segmentation" not in err
+
+
 CASES = {
     "help-version": case_help_version,
     "bad-options": case_bad_options,
@@ -284,6 +297,7 @@ CASES = {
     "serial-pty": case_serial_pty,
     "daemonize": case_daemonize,
     "console-escapes": case_console_escapes,
+    "internal-error": case_internal_error,
 }
 
 if __name__ == "__main__":

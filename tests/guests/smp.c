@@ -25,6 +25,27 @@ void guest_main(void)
     cpuid(1, 0, r);
     CHECK(r[1] >> 24 == self, "CPUID initial APIC ID %u differs from the local APIC ID %u", r[1] >> 24, self);
 
+    /* With expect_threads/expect_cores, CPUID's topology must match -smp (leaf 0xB). */
+    uint64_t threads, cores;
+    if (cmdline_get_u64("expect_threads", &threads) && cmdline_get_u64("expect_cores", &cores)) {
+        cpuid(0, 0, r);
+        CHECK(r[0] >= 0xB, "CPUID has no topology leaf 0xB (max leaf %x)", r[0]);
+        cpuid(0xB, 0, r);
+        CHECK((r[1] & 0xFFFF) == threads && ((r[2] >> 8) & 0xFF) == 1,
+              "CPUID 0xB.0 says %u threads per core (type %u), expected %lu", r[1] & 0xFFFF,
+              (r[2] >> 8) & 0xFF, threads);
+        CHECK(r[3] == self, "CPUID 0xB x2APIC ID %u differs from the local APIC ID %u", r[3], self);
+        cpuid(0xB, 1, r);
+        CHECK((r[1] & 0xFFFF) == threads * cores && ((r[2] >> 8) & 0xFF) == 2,
+              "CPUID 0xB.1 says %u logical CPUs per package (type %u), expected %lu",
+              r[1] & 0xFFFF, (r[2] >> 8) & 0xFF, threads * cores);
+        cpuid(1, 0, r);
+        CHECK(((r[1] >> 16) & 0xFF) >= threads * cores,
+              "CPUID 1 reports %u logical CPUs per package, fewer than %lu", (r[1] >> 16) & 0xFF,
+              threads * cores);
+        rt_printf("CPUID topology: %lu threads x %lu cores per package\n", threads, cores);
+    }
+
     unsigned up = smp_start_aps();
     rt_printf("%u of %lu CPUs running\n", up, expect);
     CHECK(up == expect, "%u of %lu CPUs came up", up, expect);
