@@ -18,10 +18,17 @@ struct serial *serial_create(struct machine *m, uint16_t port, unsigned irq,
 struct i8042 *i8042_create(struct machine *m);
 /* CMOS RTC at 0x70/0x71 with the host's time (UTC), 128 bytes of NVRAM that survive reset. */
 struct rtc *rtc_create(struct machine *m);
-/* Port 0x80 (POST codes) sink and the reset control register at 0xCF9. */
+/* Replace the host UTC clock (nanoseconds since the epoch) the RTC reads; NULL restores it.
+ * For tests that need a clock they control. */
+void rtc_set_clock(struct rtc *rtc, uint64_t (*realtime_ns)(void));
+/* Bit 7 of the last index written to port 0x70. */
+bool rtc_nmi_masked(const struct rtc *rtc);
+/* Port 0x80 (POST codes) sink, the reset control register at 0xCF9 and port 0x92 (fast reset). */
 void misc_ports_create(struct machine *m);
 /* ACPI PM1 event/control block, PM timer, GPE0 block and SCI; S5 powers off, a reset-register
  * write resets. */
 struct acpi_pm *acpi_pm_create(struct machine *m);
 /* The host asks the guest to shut down (QMP system_powerdown): a power button press. */
 void acpi_pm_power_button(struct acpi_pm *pm);
+/* Set GPE0 status bit (0-15), e.g. for hotplug; the SCI rises if the guest enabled it. */
+void acpi_pm_raise_gpe(struct acpi_pm *pm, unsigned bit);
