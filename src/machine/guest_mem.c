@@ -105,60 +105,46 @@ void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len)
     return NULL;
 }
 
-/* Copy in pieces so a range crossing from one region into the next still works, while any
- * byte outside RAM fails the whole access before anything is copied. */
-static int guest_mem_copy(const struct guest_mem *m, uint64_t gpa, void *buf, uint64_t len,
+static const struct guest_mem_region *guest_mem_region_at(const struct guest_mem *m,
+                                                          uint64_t gpa)
+{
+    for (unsigned i = 0; i < m->nregions; i++)
+        if (gpa >= m->regions[i].gpa && gpa - m->regions[i].gpa < m->regions[i].size)
+            return &m->regions[i];
+    return NULL;
+}
+
+/* Walk [gpa, gpa+len) region by region, so a range crossing from one region into the next
+ * still works. With buf NULL it only checks; callers check first, so that any byte outside RAM
+ * fails the whole access before anything is copied. */
+static int guest_mem_walk(const struct guest_mem *m, uint64_t gpa, uint8_t *buf, uint64_t len,
                           bool to_guest)
 {
-    uint64_t done = 0;
-    while (done < len) {
-        const struct guest_mem_region *r = NULL;
+    for (uint64_t done = 0; done < len;) {
         uint64_t a = gpa + done;
-        if (a < gpa)
-            return -EFAULT;
-        for (unsigned i = 0; i < m->nregions; i++)
-            if (a >= m->regions[i].gpa && a - m->regions[i].gpa < m->regions[i].size)
-                r = &m->regions[i];
+        const struct guest_mem_region *r = a < gpa ? NULL : guest_mem_region_at(m, a);
         if (!r)
             return -EFAULT;
         uint64_t n = MIN(len - done, r->size - (a - r->gpa));
-        if (to_guest)
-            memcpy(r->host + (a - r->gpa), (uint8_t *)buf + done, n);
-        else
-            memcpy((uint8_t *)buf + done, r->host + (a - r->gpa), n);
+        if (buf && to_guest)
+            memcpy(r->host + (a - r->gpa), buf + done, n);
+        else if (buf)
+            memcpy(buf + done, r->host + (a - r->gpa), n);
         done += n;
-    }
-    return 0;
-}
-
-static int guest_mem_check(const struct guest_mem *m, uint64_t gpa, uint64_t len)
-{
-    uint64_t done = 0;
-    while (done < len) {
-        uint64_t a = gpa + done;
-        const struct guest_mem_region *r = NULL;
-        if (a < gpa)
-            return -EFAULT;
-        for (unsigned i = 0; i < m->nregions; i++)
-            if (a >= m->regions[i].gpa && a - m->regions[i].gpa < m->regions[i].size)
-                r = &m->regions[i];
-        if (!r)
-            return -EFAULT;
-        done += MIN(len - done, r->size - (a - r->gpa));
     }
     return 0;
 }
 
 int guest_mem_read(const struct guest_mem *m, uint64_t gpa, void *buf, uint64_t len)
 {
-    int r = guest_mem_check(m, gpa, len);
-    return r ? r : guest_mem_copy(m, gpa, buf, len, false);
+    int r = guest_mem_walk(m, gpa, NULL, len, false);
+    return r ? r : guest_mem_walk(m, gpa, buf, len, false);
 }
 
 int guest_mem_write(const struct guest_mem *m, uint64_t gpa, const void *buf, uint64_t len)
 {
-    int r = guest_mem_check(m, gpa, len);
-    return r ? r : guest_mem_copy(m, gpa, (void *)buf, len, true);
+    int r = guest_mem_walk(m, gpa, NULL, len, true);
+    return r ? r : guest_mem_walk(m, gpa, (uint8_t *)buf, len, true);
 }
 
 uint64_t guest_mem_low_size(const struct guest_mem *m)
