@@ -34,13 +34,51 @@ static void cpuid_apply_baseline(struct kvm_cpuid2 *c)
             c->entries[i].ebx = c->entries[i].ecx = c->entries[i].edx = 0;
 }
 
+/* One subleaf of the extended topology leaves (0xB, 0x1F): what each level's APIC-ID shift
+ * and logical-processor count are. 0xB knows SMT and core levels only, so its core level spans
+ * the whole package. */
+static void cpuid_topology_entry(struct kvm_cpuid_entry2 *e, const struct cpu_topology *t,
+                                 uint32_t apic_id, bool with_dies)
+{
+    unsigned tb = topology_thread_bits(t), cb = topology_core_bits(t), db = topology_die_bits(t);
+    unsigned shift[3] = {tb, tb + cb, tb + cb + db};
+    unsigned count[3] = {t->threads, t->threads * t->cores, t->threads * t->cores * t->dies};
+    unsigned type[3] = {1, 2, 5}; /* SMT, core, die */
+    unsigned levels = with_dies ? 3 : 2;
+    if (!with_dies) {
+        shift[1] = tb + cb + db;
+        count[1] = count[2];
+    }
+    if (e->index < levels) {
+        e->eax = shift[e->index];
+        e->ebx = count[e->index];
+        e->ecx = e->index | (type[e->index] << 8);
+    } else {
+        e->eax = e->ebx = 0;
+        e->ecx = e->index;
+    }
+    e->edx = apic_id;
+}
+
 int kvm_cpuid_setup(struct vcpu *v)
 {
     struct accel *a = v->accel;
     struct kvm_cpuid2 *sup = a->supported_cpuid;
-    size_t size = sizeof(*sup) + sup->nent * sizeof(sup->entries[0]);
-    struct kvm_cpuid2 *c = xmalloc(size);
-    memcpy(c, sup, size);
+    /* Leaf 0xB is rebuilt with three subleaves (SMT, core, end), whatever the host has. */
+    struct kvm_cpuid2 *c = xzalloc(sizeof(*c) + (sup->nent + 3) * sizeof(sup->entries[0]));
+    for (uint32_t i = 0; i < sup->nent; i++)
+        if (sup->entries[i].function != 0xB)
+            c->entries[c->nent++] = sup->entries[i];
+    for (uint32_t idx = 0; idx < 3; idx++) {
+        struct kvm_cpuid_entry2 *e = &c->entries[c->nent++];
+        *e = (struct kvm_cpuid_entry2){.function = 0xB, .index = idx,
+                                       .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX};
+        cpuid_topology_entry(e, &a->topo, v->apic_id, false);
+    }
+    /* The guest must be told leaf 0xB exists. */
+    struct kvm_cpuid_entry2 *leaf0 = cpuid_find(c, 0, 0);
+    if (leaf0 && leaf0->eax < 0xB)
+        leaf0->eax = 0xB;
 
     const struct cpu_topology *t = &a->topo;
     unsigned threads_per_pkg = t->threads * t->cores * t->dies;
@@ -67,28 +105,9 @@ int kvm_cpuid_setup(struct vcpu *v)
                          ((sharing - 1) << 14);
             }
             break;
-        case 0xB:
-        case 0x1F: {
-            /* Extended topology: SMT level, core level (and for 0x1F a die level). */
-            unsigned levels = e->function == 0x1F ? 3 : 2;
-            unsigned shift[3] = {tb, tb + cb, tb + cb + db};
-            unsigned count[3] = {t->threads, t->threads * t->cores, threads_per_pkg};
-            unsigned type[3] = {1, 2, 5};
-            if (e->function == 0xB) {
-                shift[1] = tb + cb + db;
-                count[1] = threads_per_pkg;
-            }
-            if (e->index < levels) {
-                e->eax = shift[e->index];
-                e->ebx = count[e->index];
-                e->ecx = e->index | (type[e->index] << 8);
-            } else {
-                e->eax = e->ebx = 0;
-                e->ecx = e->index;
-            }
-            e->edx = v->apic_id;
+        case 0x1F: /* Intel V2 topology: SMT, core, die levels */
+            cpuid_topology_entry(e, t, v->apic_id, true);
             break;
-        }
         case 0x80000008: /* AMD: threads per package and the APIC ID bits they use */
             e->ecx = (e->ecx & ~0xF0FFu) | (threads_per_pkg - 1) |
                      ((tb + cb + db) << 12);
