@@ -1,22 +1,30 @@
 #!/bin/bash
 # Boots one test guest under vmkit (or QEMU for cross-checking) and checks its verdict line.
-# usage: run-guest.sh VMM GUEST NAME [--expect-exit N] [--expect-no-pass] [--timeout S] -- VMM-ARGS...
+# usage: run-guest.sh VMM GUEST NAME [--expect-exit N] [--expect-no-pass] [--timeout S] [--expect-file PATH TEXT] -- VMM-ARGS...
 #   VMM is the vmkit binary, or "qemu" to run qemu-system-x86_64 -accel tcg -M pc instead.
 set -u
 
 usage() {
-    echo "usage: $0 VMM GUEST NAME [--expect-exit N] [--expect-no-pass] [--timeout S] -- VMM-ARGS..." >&2
+    echo "usage: $0 VMM GUEST NAME [--expect-exit N] [--expect-no-pass] [--timeout S] [--expect-file PATH TEXT] -- VMM-ARGS..." >&2
     exit 2
 }
 [ $# -ge 3 ] || usage
 vmm=$1 guest=$2 name=$3
 shift 3
 expect_exit=0 expect_pass=1 timeout_s=${VMKIT_GUEST_TIMEOUT:-30}
+# --expect-file PATH TEXT: PATH (removed before the run) must contain TEXT afterwards, e.g. what
+# the guest wrote to a host-side -chardev file.
+expect_file= expect_file_text=
+# --send-unix PATH TEXT: once the VMM listens on the unix socket PATH (a -chardev socket server),
+# connect and send TEXT, then keep the connection open until the VMM closes it.
+send_path= send_text=
 while [ $# -gt 0 ]; do
     case $1 in
     --expect-exit) expect_exit=$2; shift 2 ;;
     --expect-no-pass) expect_pass=0; shift ;;
     --timeout) timeout_s=$2; shift 2 ;;
+    --expect-file) expect_file=$2 expect_file_text=$3; shift 3 ;;
+    --send-unix) send_path=$2 send_text=$3; shift 3 ;;
     --) shift; break ;;
     *) usage ;;
     esac
@@ -47,6 +55,27 @@ else
     cmd=("$vmm" run -nographic -kernel "$guest" "$@")
 fi
 
+[ -n "$expect_file" ] && rm -f "$expect_file"
+if [ -n "$send_path" ]; then
+    rm -f "$send_path"
+    python3 - "$send_path" "$send_text" <<'PY' &
+import os, socket, sys, time
+path, text = sys.argv[1], sys.argv[2]
+for _ in range(400):
+    if os.path.exists(path):
+        break
+    time.sleep(0.025)
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(20)
+try:
+    s.connect(path)
+    s.sendall(text.encode())
+    while s.recv(4096):
+        pass
+except OSError:
+    pass
+PY
+fi
 log=$(mktemp "${TMPDIR:-/tmp}/vmkit-guest-$name.XXXXXX")
 trap 'rm -f "$log"' EXIT
 SECONDS=0
@@ -76,6 +105,10 @@ if [ $expect_pass -eq 1 ]; then
     grep -a -q "VMKIT-TEST: PASS $name\b" "$log" || fail "no 'VMKIT-TEST: PASS $name' line"
 else
     grep -a -q "VMKIT-TEST: PASS" "$log" && fail "the guest printed PASS but must not have"
+fi
+if [ -n "$expect_file" ]; then
+    grep -a -q -F -- "$expect_file_text" "$expect_file" 2>/dev/null ||
+        fail "$expect_file does not contain '$expect_file_text'"
 fi
 tr -d '\r' <"$log"
 echo "ok: $name (exit $status, ${elapsed}s)"
