@@ -71,7 +71,12 @@ struct emu_dtable {
 struct emu_ram {
     uint64_t gpa, size;
     uint8_t *host;
+    bool noexec;   /* test mode (flat_unmapped_faults): instruction fetches here raise #PF */
+    bool readonly; /* test mode (flat_unmapped_faults): writes here raise #PF */
+    uint8_t *code_bits; /* one bit per 4K page: decoded blocks exist for it */
 };
+
+struct emu_block;
 
 /* Everything that is not RAM: MMIO and port I/O. NULL callbacks read all ones, drop writes. */
 struct emu_io_ops {
@@ -79,6 +84,9 @@ struct emu_io_ops {
     void (*mmio_write)(void *opaque, uint64_t gpa, uint64_t val, unsigned size);
     uint32_t (*pio_read)(void *opaque, uint16_t port, unsigned size);
     void (*pio_write)(void *opaque, uint16_t port, uint32_t val, unsigned size);
+    /* Interrupt acknowledge: the vector of the highest pending interrupt (now in service), or
+     * -1 if there is none any more. Called only while intr_line is set and RFLAGS.IF allows. */
+    int (*intr_ack)(void *opaque);
 };
 
 /* Software TLB entry: a linear page and the host address of its RAM, per access kind. */
@@ -94,7 +102,7 @@ struct emu_tlb_entry {
 /* Why emu_run returned. */
 enum emu_stop {
     EMU_STOP_BUDGET,    /* ran the instruction budget */
-    EMU_STOP_HLT,       /* hlt executed */
+    EMU_STOP_HLT,       /* halted (hlt) and no interrupt deliverable: wait for intr_line */
     EMU_STOP_EXCEPTION, /* exit_on_exception was set and an exception was raised (see cpu->exc_*) */
     EMU_STOP_SHUTDOWN,  /* triple fault */
     EMU_STOP_INTERNAL,  /* the core cannot go on (see cpu->internal_msg) */
@@ -119,8 +127,10 @@ struct emu_cpu {
     uint64_t star, lstar, cstar, sfmask, kernel_gs_base, tsc_aux, pat, apic_base;
     uint64_t sysenter_cs, sysenter_esp, sysenter_eip, misc_enable;
     uint64_t tsc_offset; /* rdtsc = host ns + tsc_offset (EMU_TSC_HZ is 1 GHz) */
+    uint32_t apic_id;    /* reported by CPUID; set by whoever creates the vCPU */
     uint8_t cpl;
     bool halted;
+    volatile bool intr_line; /* the interrupt controller's INTR output; checked between blocks */
     bool intr_shadow; /* sti / mov ss: no interrupt before the next instruction */
 
     struct emu_xmm xmm[16];
@@ -150,13 +160,24 @@ struct emu_cpu {
     uint64_t insns;    /* retired instruction count */
     uint64_t budget;
     int nested_exc;    /* exceptions being delivered: 2 = double fault in progress */
+    uint8_t delivering; /* the vector being delivered while nested_exc is 1 */
     jmp_buf jb;
     const char *internal_msg;
+    struct emu_block *blocks; /* decoded-block cache, allocated on first run */
+    bool block_dirty;         /* a code page was written: leave the current block */
+    uint32_t block_gen;       /* blocks of other generations are invalid */
+    uint8_t cur_mode;         /* enum emu_cpu_mode of the running block */
+    uint64_t block_hits, block_misses;
 };
 
 /* Power-on state (real mode at f000:fff0), RAM list empty. */
 void emu_cpu_init(struct emu_cpu *cpu);
-/* Add a RAM range; up to 8. 0 or -ENOSPC/-EINVAL. */
+/* Architectural reset (as emu_cpu_init) keeping the RAM list and allocations; drops all
+ * decoded blocks. */
+void emu_cpu_reset(struct emu_cpu *cpu);
+/* Free what the CPU allocated (block cache, code-page bitmaps). */
+void emu_cpu_destroy(struct emu_cpu *cpu);
+/* Add a RAM range (not overlapping another); up to 8. 0 or -ENOSPC/-EINVAL/-ENOMEM. */
 int emu_cpu_add_ram(struct emu_cpu *cpu, uint64_t gpa, uint64_t size, void *host);
 /* Put the CPU in 64-bit mode with paging off and flat segments (tests, benchmarks). */
 void emu_cpu_set_flat64(struct emu_cpu *cpu);
@@ -165,7 +186,8 @@ enum emu_stop emu_run(struct emu_cpu *cpu, uint64_t max_insns);
 
 uint64_t emu_get_rflags(struct emu_cpu *cpu);
 void emu_set_rflags(struct emu_cpu *cpu, uint64_t v);
-/* Reload derived state after changing CR0/CR3/CR4/EFER/segments from outside. */
+/* Drop TLB entries (all, or all but global pages). Needed after changing CR0/CR3/CR4/EFER,
+ * the CPL or the RAM list from outside the CPU. */
 void emu_tlb_flush(struct emu_cpu *cpu, bool include_global);
 
 /* Decoder, also used alone by the length test. */

@@ -58,7 +58,7 @@ static const uint16_t map0[256] = {
     [0xc7] = D_M | D_IZ | D_OK, [0xc8] = D_IW | D_IB | D_OK, [0xc9] = D_OK, [0xca] = D_IW | D_OK,
     [0xcb] = D_OK, [0xcc] = D_OK, [0xcd] = D_IB | D_OK, [0xce] = D_INV64 | D_OK, [0xcf] = D_OK,
     [0xd0] = R4(D_M | D_OK), [0xd4] = D_INV64 | D_IB, [0xd5] = D_INV64 | D_IB, [0xd6] = D_INV64,
-    [0xd7] = D_OK, [0xd8] = R8(D_M), /* x87: length known; only fninit etc. implemented */
+    [0xd7] = D_OK, [0xd8] = R8(D_M | D_OK), /* x87: check_group() keeps only fninit and friends */
     [0xe0] = R4(D_IB | D_REL | D_OK), [0xe4] = R4(D_IB | D_OK), [0xe8] = D_IZ | D_REL | D_OK,
     [0xe9] = D_IZ | D_REL | D_OK, [0xea] = D_INV64 | D_IZ | D_IW | D_OK, [0xeb] = D_IB | D_REL | D_OK,
     [0xec] = R4(D_OK), [0xf1] = D_OK, [0xf4] = D_OK, [0xf5] = D_OK,
@@ -68,8 +68,8 @@ static const uint16_t map0[256] = {
 
 /* Two-byte map (0F xx). SSE opcodes are refined by prefix in check_sse(). */
 static const uint16_t map1[256] = {
-    [0x00] = D_M | D_OK, [0x01] = D_M | D_OK, [0x05] = D_OK, [0x06] = D_OK, [0x07] = D_OK,
-    [0x0b] = D_OK, [0x0d] = D_M | D_OK | D_NOREG, [0x08] = D_OK, [0x09] = D_OK,
+    [0x00] = D_M | D_OK, [0x01] = D_M | D_OK, [0x02] = D_M | D_OK, [0x03] = D_M | D_OK, [0x05] = D_OK, [0x06] = D_OK, [0x07] = D_OK,
+    [0x0b] = 0, [0x0d] = D_M | D_OK | D_NOREG, [0x08] = D_OK, [0x09] = D_OK,
     [0x10] = D_M, D_M, D_M, D_M, D_M, D_M, D_M, D_M,
     [0x18] = R8(D_M | D_OK),
     [0x20] = D_M | D_OK | D_REGONLY, [0x21] = D_M | D_OK | D_REGONLY,
@@ -195,6 +195,11 @@ static int check_group(struct emu_insn *in, enum emu_cpu_mode mode)
         if (r == 1 && !regform) return 0;                           /* cmpxchg8b/16b */
         return -EMU_UD;
     case 0x05: case 0x07: return mode == EMU_MODE_LONG64 ? 0 : -EMU_UD;
+    case 0x20: case 0x22: {
+        unsigned cr = in->reg;
+        return (cr == 0 || cr == 2 || cr == 3 || cr == 4 || cr == 8) ? 0 : -EMU_UD;
+    }
+    case 0x21: case 0x23: return in->reg > 7 ? -EMU_UD : 0;
     case 0x71: case 0x72: case 0x73:
         if (!regform) return -EMU_UD;
         if (r == 2 || r == 6) return 0;
@@ -203,6 +208,7 @@ static int check_group(struct emu_insn *in, enum emu_cpu_mode mode)
         return -EMU_UD;
     case 0x12: case 0x16: return (regform && in->opsize_prefix) ? -EMU_UD : 0;
     case 0x13: case 0x17: case 0x2b: case 0xe7: return regform ? -EMU_UD : 0;
+    case 0xc3: return (in->rep || in->opsize_prefix) ? -EMU_UD : 0; /* movnti */
     case 0xc5: case 0xd7: return regform ? 0 : -EMU_UD;
     }
     return 0;
@@ -221,6 +227,7 @@ static bool lock_ok(const struct emu_insn *in, uint16_t attr)
         return true;
     }
     if (in->op == 0xc7) return r == 1;
+    if (in->op == 0xba) return r >= 5;
     return true;
 }
 
@@ -300,19 +307,25 @@ int emu_decode(const uint8_t *b, unsigned avail, enum emu_cpu_mode mode, struct 
         in->mod = modrm >> 6;
         in->reg = ((modrm >> 3) & 7) | ((in->rex & 4) << 1);
         in->rm = (modrm & 7) | ((in->rex & 1) << 3);
-        if (in->mod != 3) {
+        /* mov to/from control and debug registers always name registers, whatever mod says. */
+        bool regonly = in->map == 1 && in->op >= 0x20 && in->op <= 0x23;
+        if (in->mod != 3 && !regonly) {
             in->mem = true;
             unsigned rm = modrm & 7;
             if (in->asize == 2) {
                 static const uint8_t b16[8] = {EMU_RBX, EMU_RBX, EMU_RBP, EMU_RBP, EMU_RSI, EMU_RDI, EMU_RBP, EMU_RBX};
                 static const uint8_t x16[8] = {EMU_RSI, EMU_RDI, EMU_RSI, EMU_RDI, EMU_NOREG, EMU_NOREG, EMU_NOREG, EMU_NOREG};
                 if (in->mod == 0 && rm == 6) {
-                    in->disp = (int16_t)(NEXT() | (NEXT() << 8));
+                    uint16_t lo = NEXT(), hi = NEXT(); /* two statements: evaluation order matters */
+                    in->disp = (int16_t)(lo | (hi << 8));
                 } else {
                     in->base = b16[rm];
                     in->index = x16[rm];
                     if (in->mod == 1) in->disp = (int8_t)NEXT();
-                    else if (in->mod == 2) in->disp = (int16_t)(NEXT() | (NEXT() << 8));
+                    else if (in->mod == 2) {
+                        uint16_t lo = NEXT(), hi = NEXT();
+                        in->disp = (int16_t)(lo | (hi << 8));
+                    }
                 }
                 if (in->seg < 0 && in->base == EMU_RBP) in->seg = EMU_SS;
             } else {

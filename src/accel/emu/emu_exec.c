@@ -1,5 +1,6 @@
 /* Software CPU interpreter: the general integer instruction set, lazy flags, the run loop. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "accel/emu/emu_internal.h"
@@ -85,13 +86,31 @@ void emu_set_rflags(struct emu_cpu *cpu, uint64_t v)
 
 static inline bool get_cf(struct emu_cpu *cpu)
 {
-    return emu_flags_status(cpu) & CF;
+    unsigned kind = cpu->cc_op >> 2;
+    unsigned bits = 8u << (cpu->cc_op & 3);
+    uint64_t sign = 1ull << (bits - 1), s1 = cpu->cc_src1, s2 = cpu->cc_src2, res = cpu->cc_res;
+    switch (kind) {
+    case EMU_CC_ADD: return ((s1 & s2) | ((s1 | s2) & ~res)) & sign;
+    case EMU_CC_SUB: return ((~s1 & s2) | ((~s1 | s2) & res)) & sign;
+    case EMU_CC_LOGIC: return false;
+    case EMU_CC_INC: case EMU_CC_DEC: return s2 & CF;
+    default: return cpu->flags & CF;
+    }
 }
 
 static bool cond(struct emu_cpu *cpu, unsigned cc)
 {
     /* Fast paths for the common compare-and-branch pairs. */
     unsigned kind = cpu->cc_op >> 2;
+    if (kind != EMU_CC_EFLAGS && (cc >> 1) == 2) { /* e/ne: ZF straight from any lazy result */
+        unsigned bits = 8u << (cpu->cc_op & 3);
+        uint64_t mask = bits == 64 ? ~0ull : (1ull << bits) - 1;
+        return ((cpu->cc_res & mask) == 0) ^ (cc & 1);
+    }
+    if (kind != EMU_CC_EFLAGS && (cc >> 1) == 4) { /* s/ns */
+        unsigned bits = 8u << (cpu->cc_op & 3);
+        return ((cpu->cc_res >> (bits - 1)) & 1) ^ (cc & 1);
+    }
     if (kind == EMU_CC_SUB || kind == EMU_CC_LOGIC) {
         unsigned bits = 8u << (cpu->cc_op & 3);
         uint64_t mask = bits == 64 ? ~0ull : (1ull << bits) - 1;
@@ -175,7 +194,7 @@ uint64_t emu_lin(struct emu_cpu *cpu, int seg, uint64_t off, unsigned asize)
     if (asize == 8) {
         uint64_t lin = off;
         if (seg == EMU_FS || seg == EMU_GS) lin += cpu->seg[seg].base;
-        if ((uint64_t)(((int64_t)lin << 16) >> 16) != lin) emu_raise(cpu, seg == EMU_SS ? EMU_SS_FAULT : EMU_GP, true, 0);
+        if (!emu_canonical(lin)) emu_raise(cpu, seg == EMU_SS ? EMU_SS_FAULT : EMU_GP, true, 0);
         return lin;
     }
     off &= emu_size_mask(asize);
@@ -232,7 +251,7 @@ static inline uint64_t loc_get_rmw(struct emu_cpu *cpu, const struct emu_insn *i
 
 static inline unsigned stack_asize(struct emu_cpu *cpu)
 {
-    if (emu_mode(cpu) == EMU_MODE_LONG64) return 8;
+    if (cpu->cur_mode == EMU_MODE_LONG64) return 8;
     return cpu->seg[EMU_SS].db ? 4 : 2;
 }
 
@@ -270,7 +289,7 @@ static uint64_t pop(struct emu_cpu *cpu, unsigned size)
 static inline void jump(struct emu_cpu *cpu, uint64_t target, unsigned osize)
 {
     if (osize != 8) target &= emu_size_mask(osize);
-    if (emu_mode(cpu) == EMU_MODE_LONG64 && (uint64_t)(((int64_t)target << 16) >> 16) != target) emu_gp0(cpu);
+    if (cpu->cur_mode == EMU_MODE_LONG64 && !emu_canonical(target)) emu_gp0(cpu);
     cpu->rip = target;
 }
 
@@ -424,7 +443,8 @@ static inline void str_adv(struct emu_cpu *cpu, unsigned r, unsigned asize, int6
     cpu->r[r] = asize == 4 ? v : (cpu->r[r] & ~m) | v;
 }
 
-/* One pass of a string instruction; returns false to stop a rep loop after this iteration. */
+/* A string instruction, with its rep loop; a fault mid-loop leaves rcx/rsi/rdi at the
+ * faulting iteration, as the hardware does. */
 static void exec_string(struct emu_cpu *cpu, const struct emu_insn *in)
 {
     uint8_t op = in->op;
@@ -495,9 +515,14 @@ static void exec_string(struct emu_cpu *cpu, const struct emu_insn *in)
             if (in->rep == 0xf2 && zf) break;
         }
         if (++iter >= 4096 && str_reg(cpu, EMU_RCX, as) != 0) {
-            /* Long rep: resume later so interrupts and budgets are honoured. */
-            cpu->rip = cpu->insn_rip;
-            return;
+            /* Long rep: each 4096 iterations count as an instruction; when the budget runs out
+             * the instruction stops here and resumes on the next run (as after an interrupt). */
+            iter = 0;
+            cpu->insns++;
+            if (cpu->insns >= cpu->budget) {
+                cpu->rip = cpu->insn_rip;
+                return;
+            }
         }
     }
 }
@@ -655,7 +680,7 @@ static void exec_map0(struct emu_cpu *cpu, const struct emu_insn *in)
 {
     uint8_t op = in->op;
     unsigned os = in->osize;
-    enum emu_cpu_mode mode = emu_mode(cpu);
+    enum emu_cpu_mode mode = (enum emu_cpu_mode)cpu->cur_mode;
 
     if (op < 0x40 && (op & 7) < 6) {
         unsigned aop = op >> 3, size = (op & 1) ? os : 1;
@@ -684,7 +709,7 @@ static void exec_map0(struct emu_cpu *cpu, const struct emu_insn *in)
     switch (op) {
     case 0x40 ... 0x4f: { /* inc/dec r (not 64-bit mode) */
         unsigned r = op & 7;
-        uint64_t v = reg_get(cpu, in, r, os), c = emu_flags_status(cpu) & CF;
+        uint64_t v = reg_get(cpu, in, r, os), c = get_cf(cpu);
         uint64_t nv = op < 0x48 ? v + 1 : v - 1;
         reg_set(cpu, in, r, os, nv);
         set_cc(cpu, op < 0x48 ? EMU_CC_INC : EMU_CC_DEC, os, nv, v, c);
@@ -938,7 +963,7 @@ static void exec_map0(struct emu_cpu *cpu, const struct emu_insn *in)
     }
     case 0xe8: {
         uint64_t t = (cpu->rip + in->imm) & (os == 8 ? ~0ull : emu_size_mask(os));
-        if (mode == EMU_MODE_LONG64 && (uint64_t)(((int64_t)t << 16) >> 16) != t) emu_gp0(cpu);
+        if (mode == EMU_MODE_LONG64 && !emu_canonical(t)) emu_gp0(cpu);
         push(cpu, os, cpu->rip);
         cpu->rip = t;
         return;
@@ -959,7 +984,7 @@ static void exec_map0(struct emu_cpu *cpu, const struct emu_insn *in)
         unsigned size = op == 0xfe ? 1 : os, r = in->reg & 7;
         if (r <= 1) {
             struct loc l = rm_loc(cpu, in);
-            uint64_t v = loc_get_rmw(cpu, in, l, size), c = emu_flags_status(cpu) & CF;
+            uint64_t v = loc_get_rmw(cpu, in, l, size), c = get_cf(cpu);
             uint64_t nv = r == 0 ? v + 1 : v - 1;
             loc_set(cpu, in, l, size, nv);
             set_cc(cpu, r == 0 ? EMU_CC_INC : EMU_CC_DEC, size, nv, v, c);
@@ -968,7 +993,7 @@ static void exec_map0(struct emu_cpu *cpu, const struct emu_insn *in)
         if (r == 2 || r == 4) {
             uint64_t t = loc_get(cpu, in, rm_loc(cpu, in), os);
             if (os != 8) t &= emu_size_mask(os);
-            if (mode == EMU_MODE_LONG64 && (uint64_t)(((int64_t)t << 16) >> 16) != t) emu_gp0(cpu);
+            if (mode == EMU_MODE_LONG64 && !emu_canonical(t)) emu_gp0(cpu);
             if (r == 2) push(cpu, os, cpu->rip);
             cpu->rip = t;
             return;
@@ -1097,10 +1122,12 @@ static void exec_map1(struct emu_cpu *cpu, const struct emu_insn *in)
     }
     case 0xc3: emu_write(cpu, ea_lin(cpu, in), os == 8 ? 8 : 4, cpu->r[in->reg]); return; /* movnti */
     case 0xc7: { /* cmpxchg8b / cmpxchg16b */
-        uint64_t lin = ea_lin(cpu, in);
+        uint64_t ea = emu_ea(cpu, in);
+        if (os == 8 && ((ea + ((in->seg == EMU_FS || in->seg == EMU_GS) ? cpu->seg[in->seg].base : 0)) & 15))
+            emu_gp0(cpu); /* alignment is checked before the canonical-address check */
+        uint64_t lin = emu_lin(cpu, in->seg, ea, in->asize);
         uint64_t f = emu_flags_status(cpu) & ~ZF;
         if (os == 8) {
-            if (lin & 15) emu_gp0(cpu);
             emu_mem_probe_write(cpu, lin, 8);
             emu_mem_probe_write(cpu, lin + 8, 8);
             uint64_t lo = emu_read(cpu, lin, 8), hi = emu_read(cpu, lin + 8, 8);
@@ -1146,6 +1173,96 @@ static void exec_map1(struct emu_cpu *cpu, const struct emu_insn *in)
     emu_exec_system(cpu, in);
 }
 
+/* ---- decoded-block cache ---- */
+
+#define EMU_BLOCK_MAX 32
+#define EMU_NBLOCKS 2048
+
+/* Decoded instructions of one straight-line run, keyed by the physical address of its start. */
+struct emu_block {
+    uint64_t gpa;
+    uint8_t mode, n;
+    uint32_t gen; /* valid when equal to cpu->block_gen */
+    struct emu_insn insn[EMU_BLOCK_MAX];
+};
+
+/* Instructions after which the block ends: control flow, and anything that may change the
+ * mode, paging, privilege or interrupt state. */
+static bool ends_block(const struct emu_insn *in)
+{
+    uint8_t o = in->op;
+    if (in->map == 0) {
+        if (o < 0x40) return (o & 7) >= 6;
+        switch (o) {
+        case 0x50 ... 0x5f: case 0x63: case 0x68 ... 0x6b: case 0x80 ... 0x8b: case 0x8d:
+        case 0x8f: case 0x90 ... 0x99: case 0x9c: case 0x9e: case 0x9f: case 0xa0 ... 0xaf:
+        case 0xb0 ... 0xbf: case 0xc0: case 0xc1: case 0xc6: case 0xc7: case 0xc8: case 0xc9:
+        case 0xd0 ... 0xd3: case 0xf5 ... 0xf9: case 0xfc: case 0xfd: case 0xfe:
+            return false;
+        case 0xff: return !((in->reg & 7) <= 1 || (in->reg & 7) == 6);
+        }
+        return true;
+    }
+    if (in->map != 1) return true;
+    switch (o) {
+    case 0x10 ... 0x1f: case 0x28 ... 0x2f: case 0x40 ... 0x4f: case 0x50 ... 0x7f: case 0x90 ... 0x9f:
+    case 0xa3: case 0xa4: case 0xa5: case 0xab: case 0xac: case 0xad: case 0xaf: case 0xb0 ... 0xbf:
+    case 0xc0 ... 0xff:
+        return false;
+    }
+    return true;
+}
+
+void emu_code_written(struct emu_cpu *cpu, struct emu_ram *r, uint64_t gpa)
+{
+    uint64_t pg = (gpa - r->gpa) >> 12;
+    r->code_bits[pg >> 3] &= (uint8_t)~(1u << (pg & 7));
+    if (!cpu->blocks) return;
+    uint64_t page = gpa >> 12;
+    for (unsigned i = 0; i < EMU_NBLOCKS; i++)
+        if ((cpu->blocks[i].gpa >> 12) == page) cpu->blocks[i].gen = 0;
+    cpu->block_dirty = true;
+}
+
+static struct emu_block *block_get(struct emu_cpu *cpu, enum emu_cpu_mode mode, uint64_t lin)
+{
+    bool u = emu_user(cpu);
+    struct emu_tlb_entry *e = &cpu->tlb[u][(lin >> 12) & (EMU_TLB_SIZE - 1)];
+    if (e->tag_x != (lin & ~0xfffull)) return NULL; /* the slow fetch path fills the TLB */
+    uint64_t gpa = e->gpa_page | (lin & 0xfff);
+    struct emu_block *b = &cpu->blocks[(gpa ^ (gpa >> 11) ^ (gpa >> 23)) & (EMU_NBLOCKS - 1)];
+    if (b->gen == cpu->block_gen && b->gpa == gpa && b->mode == mode) {
+        cpu->block_hits++;
+        return b;
+    }
+    cpu->block_misses++;
+    const uint8_t *p = (const uint8_t *)(uintptr_t)(lin + e->addend);
+    unsigned off = 0, room = 4096 - (unsigned)(lin & 0xfff);
+    b->gen = 0;
+    b->n = 0;
+    while (b->n < EMU_BLOCK_MAX && off < room) {
+        struct emu_insn *in = &b->insn[b->n];
+        if (emu_decode(p + off, room - off, mode, in)) break; /* faults and page crossings: step() */
+        b->n++;
+        off += in->len;
+        if (ends_block(in)) break;
+    }
+    if (!b->n) return NULL;
+    b->gpa = gpa;
+    b->mode = (uint8_t)mode;
+    b->gen = cpu->block_gen;
+    /* Writes to this page must now go through the slow path, which drops its blocks. */
+    struct emu_ram *r = emu_ram_find(cpu, gpa);
+    if (r) {
+        uint64_t pg = (gpa - r->gpa) >> 12;
+        r->code_bits[pg >> 3] |= (uint8_t)(1u << (pg & 7));
+    }
+    for (unsigned k = 0; k < 2; k++)
+        for (unsigned i = 0; i < EMU_TLB_SIZE; i++)
+            if (cpu->tlb[k][i].gpa_page == (gpa & ~0xfffull)) cpu->tlb[k][i].tag_w = EMU_TLB_INVALID;
+    return b;
+}
+
 /* ---- run loop ---- */
 
 static inline const uint8_t *fetch(struct emu_cpu *cpu, uint64_t lin, uint8_t *buf, unsigned *avail)
@@ -1168,6 +1285,7 @@ static void step(struct emu_cpu *cpu)
     uint8_t buf[16];
     unsigned avail;
     enum emu_cpu_mode mode = emu_mode(cpu);
+    cpu->cur_mode = (uint8_t)mode;
     uint64_t lin = mode == EMU_MODE_LONG64 ? cpu->rip : (uint32_t)(cpu->seg[EMU_CS].base + cpu->rip);
     cpu->insn_rip = cpu->rip;
     const uint8_t *p = fetch(cpu, lin, buf, &avail);
@@ -1178,7 +1296,7 @@ static void step(struct emu_cpu *cpu)
         /* Fetch bytes one at a time until the decoder is satisfied (faults only on needed bytes). */
         unsigned n = 0;
         for (;;) {
-            if (mode == EMU_MODE_LONG64 && (uint64_t)(((int64_t)(lin + n) << 16) >> 16) != lin + n) emu_gp0(cpu);
+            if (mode == EMU_MODE_LONG64 && !emu_canonical(lin + n)) emu_gp0(cpu);
             buf[n] = (uint8_t)emu_mem_read_slow(cpu, mode == EMU_MODE_LONG64 ? lin + n : (uint32_t)(lin + n), 1, EMU_ACC_X, emu_user(cpu));
             n++;
             rc = emu_decode(buf, n, mode, &in);
@@ -1197,6 +1315,7 @@ static void step(struct emu_cpu *cpu)
 enum emu_stop emu_run(struct emu_cpu *cpu, uint64_t max_insns)
 {
     volatile uint64_t end = cpu->insns + max_insns;
+    cpu->budget = end;
     for (;;) {
         int jrc = setjmp(cpu->jb);
         if (jrc == 1) {
@@ -1205,12 +1324,42 @@ enum emu_stop emu_run(struct emu_cpu *cpu, uint64_t max_insns)
         } else if (jrc == 2) {
             return EMU_STOP_SHUTDOWN;
         }
+        if (!cpu->blocks) cpu->blocks = calloc(EMU_NBLOCKS, sizeof(struct emu_block));
         while (cpu->insns < end) {
+            if (cpu->intr_line && (cpu->flags & EMU_FLAG_IF) && !cpu->intr_shadow && cpu->io && cpu->io->intr_ack) {
+                int v = cpu->io->intr_ack(cpu->io_opaque);
+                if (v >= 0) {
+                    cpu->insn_rip = cpu->rip;
+                    cpu->halted = false;
+                    emu_deliver(cpu, (unsigned)v & 0xff, false, 0, false, cpu->rip);
+                }
+            }
             if (cpu->halted) return EMU_STOP_HLT;
             cpu->intr_shadow = false;
-            step(cpu);
-            cpu->nested_exc = 0;
-            cpu->insns++;
+            enum emu_cpu_mode mode = emu_mode(cpu);
+            cpu->cur_mode = (uint8_t)mode;
+            uint64_t lin = mode == EMU_MODE_LONG64 ? cpu->rip : (uint32_t)(cpu->seg[EMU_CS].base + cpu->rip);
+            struct emu_block *b = cpu->blocks && (mode == EMU_MODE_LONG64 || mode == EMU_MODE_PROT32)
+                                      ? block_get(cpu, mode, lin) : NULL;
+            if (!b) {
+                step(cpu);
+                cpu->nested_exc = 0;
+                cpu->insns++;
+                continue;
+            }
+            cpu->block_dirty = false;
+            uint64_t rmask = mode == EMU_MODE_LONG64 ? ~0ull : 0xffffffffull;
+            for (unsigned i = 0; i < b->n; i++) {
+                const struct emu_insn *in = &b->insn[i];
+                uint64_t start = cpu->rip, next = (start + in->len) & rmask;
+                cpu->insn_rip = start;
+                cpu->rip = next;
+                if (in->map == 0) exec_map0(cpu, in);
+                else exec_map1(cpu, in);
+                cpu->nested_exc = 0;
+                cpu->insns++;
+                if (cpu->rip != next || cpu->block_dirty || cpu->halted) break;
+            }
         }
         return EMU_STOP_BUDGET;
     }

@@ -23,8 +23,17 @@ uint64_t emu_phys_read(struct emu_cpu *cpu, uint64_t gpa, unsigned size);
 void emu_phys_write(struct emu_cpu *cpu, uint64_t gpa, uint64_t val, unsigned size);
 void *emu_phys_ptr(struct emu_cpu *cpu, uint64_t gpa, uint64_t len);
 void emu_invlpg(struct emu_cpu *cpu, uint64_t lin);
+struct emu_ram *emu_ram_find(struct emu_cpu *cpu, uint64_t gpa);
+/* Block cache (emu_exec.c): drop decoded blocks of a physical page that is being written. */
+void emu_code_written(struct emu_cpu *cpu, struct emu_ram *r, uint64_t gpa);
+static inline bool emu_is_code_page(const struct emu_ram *r, uint64_t gpa)
+{
+    uint64_t pg = (gpa - r->gpa) >> 12;
+    return r->code_bits && (r->code_bits[pg >> 3] >> (pg & 7)) & 1;
+}
 
 static inline bool emu_user(const struct emu_cpu *cpu) { return cpu->cpl == 3; }
+static inline bool emu_canonical(uint64_t v) { return (uint64_t)((int64_t)(v << 16) >> 16) == v; }
 
 static inline uint64_t emu_load_host(const void *p, unsigned size)
 {

@@ -4,6 +4,15 @@
 
 #include "accel/emu/emu_internal.h"
 
+struct emu_ram *emu_ram_find(struct emu_cpu *cpu, uint64_t gpa)
+{
+    for (unsigned i = 0; i < cpu->nram; i++) {
+        struct emu_ram *r = &cpu->ram[i];
+        if (gpa >= r->gpa && gpa - r->gpa < r->size) return r;
+    }
+    return NULL;
+}
+
 static uint8_t *ram_ptr(struct emu_cpu *cpu, uint64_t gpa, uint64_t len, uint64_t *room)
 {
     for (unsigned i = 0; i < cpu->nram; i++) {
@@ -40,6 +49,8 @@ void emu_phys_write(struct emu_cpu *cpu, uint64_t gpa, uint64_t val, unsigned si
 {
     uint8_t *p = ram_ptr(cpu, gpa, size, NULL);
     if (p) {
+        struct emu_ram *r = emu_ram_find(cpu, gpa);
+        if (r && emu_is_code_page(r, gpa)) emu_code_written(cpu, r, gpa);
         emu_store_host(p, size, val);
         return;
     }
@@ -74,7 +85,7 @@ static __attribute__((noreturn)) void page_fault(struct emu_cpu *cpu, uint64_t l
 
 static bool canonical(uint64_t lin)
 {
-    return (uint64_t)(((int64_t)lin << 16) >> 16) == lin;
+    return emu_canonical(lin);
 }
 
 /* Page walk. Returns the guest-physical address; raises #PF. Sets *global and *writable_ok
@@ -178,6 +189,14 @@ static uint8_t *access_page(struct emu_cpu *cpu, uint64_t lin, int acc, bool use
     if ((cpu->efer & EMU_EFER_LMA) && !canonical(lin)) emu_gp0(cpu);
     uint64_t gpa = translate(cpu, lin, acc, user, &global, &can_write, &can_exec);
     *gpa_out = gpa;
+    if (acc != EMU_ACC_R && flat_test_mode(cpu)) {
+        struct emu_ram *r = emu_ram_find(cpu, gpa);
+        if (r && ((acc == EMU_ACC_X && r->noexec) || (acc == EMU_ACC_W && r->readonly))) {
+            cpu->cr2 = lin;
+            cpu->exc_addr = lin;
+            emu_raise(cpu, EMU_PF, true, 1 | (user ? 4 : 0) | (acc == EMU_ACC_X ? 16 : 2));
+        }
+    }
     uint64_t room;
     uint8_t *p = ram_ptr(cpu, gpa & ~0xfffull, 4096, &room);
     if (!p) {
@@ -189,6 +208,10 @@ static uint8_t *access_page(struct emu_cpu *cpu, uint64_t lin, int acc, bool use
             emu_raise(cpu, EMU_PF, true, (acc == EMU_ACC_W ? 2 : 0) | (user ? 4 : 0) | (acc == EMU_ACC_X ? 16 : 0));
         }
         return NULL;
+    }
+    if (acc == EMU_ACC_W) {
+        struct emu_ram *r = emu_ram_find(cpu, gpa);
+        if (r && emu_is_code_page(r, gpa)) emu_code_written(cpu, r, gpa);
     }
     struct emu_tlb_entry *e = &cpu->tlb[user][(lin >> 12) & (EMU_TLB_SIZE - 1)];
     uint64_t page = lin & ~0xfffull;

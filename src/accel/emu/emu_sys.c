@@ -1,6 +1,7 @@
 /* Software CPU system parts: exceptions and interrupts through the IDT, segments, control
  * registers, MSRs, CPUID, syscall/sysret, iret, port I/O. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -25,19 +26,54 @@ void emu_cpu_init(struct emu_cpu *cpu)
     cpu->pat = 0x0007040600070406ull;
     cpu->apic_base = 0xfee00900;
     cpu->r[EMU_RDX] = 0x306a9;
+    cpu->block_gen = 1;
     emu_tlb_flush(cpu, true);
+}
+
+void emu_cpu_reset(struct emu_cpu *cpu)
+{
+    struct emu_ram ram[8];
+    unsigned nram = cpu->nram;
+    memcpy(ram, cpu->ram, sizeof(ram));
+    struct emu_block *blocks = cpu->blocks;
+    uint32_t gen = cpu->block_gen;
+    const struct emu_io_ops *io = cpu->io;
+    void *io_opaque = cpu->io_opaque;
+    uint32_t apic_id = cpu->apic_id;
+    emu_cpu_init(cpu);
+    cpu->apic_id = apic_id;
+    memcpy(cpu->ram, ram, sizeof(ram));
+    cpu->nram = nram;
+    for (unsigned i = 0; i < nram; i++) memset(ram[i].code_bits, 0, (ram[i].size + 4095) / 4096 / 8 + 1);
+    cpu->blocks = blocks;
+    cpu->block_gen = gen + 1 ? gen + 1 : 1;
+    cpu->io = io;
+    cpu->io_opaque = io_opaque;
+}
+
+void emu_cpu_destroy(struct emu_cpu *cpu)
+{
+    for (unsigned i = 0; i < cpu->nram; i++) {
+        free(cpu->ram[i].code_bits);
+        cpu->ram[i].code_bits = NULL;
+    }
+    cpu->nram = 0;
+    free(cpu->blocks);
+    cpu->blocks = NULL;
 }
 
 int emu_cpu_add_ram(struct emu_cpu *cpu, uint64_t gpa, uint64_t size, void *host)
 {
     if (!size || gpa + size < gpa || !host) return -EINVAL;
     if (cpu->nram >= 8) return -ENOSPC;
+    uint8_t *bits = calloc(1, (size + 4095) / 4096 / 8 + 1);
+    if (!bits) return -ENOMEM;
     unsigned i = cpu->nram++;
     while (i > 0 && cpu->ram[i - 1].gpa > gpa) {
         cpu->ram[i] = cpu->ram[i - 1];
         i--;
     }
-    cpu->ram[i] = (struct emu_ram){.gpa = gpa, .size = size, .host = host};
+    cpu->ram[i] = (struct emu_ram){.gpa = gpa, .size = size, .host = host, .code_bits = bits};
     emu_tlb_flush(cpu, true);
     return 0;
 }
@@ -58,9 +94,11 @@ void emu_cpu_set_flat64(struct emu_cpu *cpu)
 
 /* ---- exceptions ---- */
 
-static bool is_contributory(unsigned v)
+/* Exception classes for the double-fault rule: 0 benign, 1 contributory, 2 page fault. */
+static int exc_class(unsigned v)
 {
-    return v == EMU_DE || (v >= EMU_TS && v <= EMU_GP);
+    if (v == EMU_PF) return 2;
+    return (v == EMU_DE || (v >= EMU_TS && v <= EMU_GP)) ? 1 : 0;
 }
 
 void emu_raise(struct emu_cpu *cpu, unsigned vec, bool has_err, uint32_t err)
@@ -75,17 +113,29 @@ void emu_raise(struct emu_cpu *cpu, unsigned vec, bool has_err, uint32_t err)
         longjmp(cpu->jb, 2);
     }
     if (cpu->nested_exc == 1) {
-        /* A fault while delivering an exception: double fault when both are serious. */
-        cpu->nested_exc = 2;
-        emu_deliver(cpu, EMU_DF, true, 0, false, cpu->insn_rip);
-        longjmp(cpu->jb, 1);
+        /* A fault while delivering an exception: contributory on contributory, or anything
+         * serious on a page fault, is a double fault; after a benign one it is just delivered. */
+        int first = exc_class(cpu->delivering), second = exc_class(vec);
+        if ((first == 1 && second == 1) || (first == 2 && second >= 1)) {
+            cpu->nested_exc = 2;
+            emu_deliver(cpu, EMU_DF, true, 0, false, cpu->insn_rip);
+            cpu->nested_exc = 0;
+            cpu->insns++;
+            longjmp(cpu->jb, 1);
+        }
     }
     cpu->nested_exc = 1;
-    (void)is_contributory;
+    cpu->delivering = (uint8_t)vec;
     emu_deliver(cpu, vec, has_err, err, false, cpu->insn_rip);
     cpu->nested_exc = 0;
     cpu->insns++;
     longjmp(cpu->jb, 1);
+}
+
+/* Descriptor tables, the IDT and the TSS are read with supervisor rights whatever the CPL. */
+static uint64_t sys_read(struct emu_cpu *cpu, uint64_t lin, unsigned size)
+{
+    return emu_mem_read_slow(cpu, lin, size, 0, false);
 }
 
 static void read_desc(struct emu_cpu *cpu, uint16_t sel, uint64_t *lo, uint64_t *hi, bool sixteen)
@@ -94,8 +144,8 @@ static void read_desc(struct emu_cpu *cpu, uint16_t sel, uint64_t *lo, uint64_t 
     if (sel & 4) t = (struct emu_dtable){.base = cpu->ldt.base, .limit = (uint16_t)cpu->ldt.limit};
     unsigned off = sel & ~7u;
     if (off + (sixteen ? 15 : 7) > t.limit) emu_raise(cpu, EMU_GP, true, sel & ~3u);
-    *lo = emu_read(cpu, t.base + off, 8);
-    if (hi) *hi = sixteen ? emu_read(cpu, t.base + off + 8, 8) : 0;
+    *lo = sys_read(cpu, t.base + off, 8);
+    if (hi) *hi = sixteen ? sys_read(cpu, t.base + off + 8, 8) : 0;
 }
 
 static void desc_to_seg(struct emu_seg *s, uint16_t sel, uint64_t d)
@@ -202,8 +252,8 @@ void emu_deliver(struct emu_cpu *cpu, unsigned vec, bool has_err, uint32_t err, 
     unsigned gsize = long64 ? 16 : 8;
     uint32_t idt_err = vec * 8 + 2 + (soft ? 0 : 1);
     if (vec * gsize + gsize - 1 > cpu->idt.limit) emu_raise(cpu, EMU_GP, true, idt_err);
-    uint64_t lo = emu_read(cpu, cpu->idt.base + vec * gsize, 8);
-    uint64_t hi = long64 ? emu_read(cpu, cpu->idt.base + vec * gsize + 8, 8) : 0;
+    uint64_t lo = sys_read(cpu, cpu->idt.base + vec * gsize, 8);
+    uint64_t hi = long64 ? sys_read(cpu, cpu->idt.base + vec * gsize + 8, 8) : 0;
     unsigned type = (lo >> 40) & 0xf, dpl = (lo >> 45) & 3, present = (lo >> 47) & 1;
     if (!(type == 0xe || type == 0xf || (!long64 && (type == 6 || type == 7)))) emu_raise(cpu, EMU_GP, true, idt_err);
     if (soft && dpl < cpu->cpl) emu_raise(cpu, EMU_GP, true, idt_err);
@@ -225,8 +275,8 @@ void emu_deliver(struct emu_cpu *cpu, unsigned vec, bool has_err, uint32_t err, 
 
     if (long64) {
         uint64_t rsp = old_rsp;
-        if (ist) rsp = emu_read(cpu, cpu->tr.base + 36 + (ist - 1) * 8, 8);
-        else if (new_cpl < cpu->cpl) rsp = emu_read(cpu, cpu->tr.base + 4 + new_cpl * 8, 8);
+        if (ist) rsp = sys_read(cpu, cpu->tr.base + 36 + (ist - 1) * 8, 8);
+        else if (new_cpl < cpu->cpl) rsp = sys_read(cpu, cpu->tr.base + 4 + new_cpl * 8, 8);
         rsp &= ~15ull;
         uint64_t frame[6];
         unsigned n = 0;
@@ -237,16 +287,11 @@ void emu_deliver(struct emu_cpu *cpu, unsigned vec, bool has_err, uint32_t err, 
         frame[n++] = old_rsp;
         frame[n++] = old_ss;
         /* Write the frame at the new privilege level before changing anything. */
-        unsigned saved_cpl = cpu->cpl;
-        cpu->cpl = new_cpl;
         for (unsigned i = 0; i < n; i++) {
             uint64_t a = rsp - (n - i) * 8;
-            if ((uint64_t)(((int64_t)a << 16) >> 16) != a) { cpu->cpl = saved_cpl; emu_raise(cpu, EMU_SS_FAULT, true, 0); }
-            uint64_t ok_cpl = cpu->cpl;
-            (void)ok_cpl;
-            emu_write(cpu, a, 8, frame[i]);
+            if (!emu_canonical(a)) emu_raise(cpu, EMU_SS_FAULT, true, 0);
+            emu_mem_write_slow(cpu, a, 8, frame[i], new_cpl == 3);
         }
-        cpu->cpl = saved_cpl;
         cpu->r[EMU_RSP] = rsp - n * 8;
         if (new_cpl < cpu->cpl) {
             cpu->seg[EMU_SS] = (struct emu_seg){.sel = new_cpl};
@@ -257,8 +302,8 @@ void emu_deliver(struct emu_cpu *cpu, unsigned vec, bool has_err, uint32_t err, 
         bool sw = new_cpl < cpu->cpl;
         struct emu_seg nss = cpu->seg[EMU_SS];
         if (sw) {
-            esp = emu_read(cpu, cpu->tr.base + 4 + new_cpl * 8, 4);
-            uint16_t ssel = (uint16_t)emu_read(cpu, cpu->tr.base + 8 + new_cpl * 8, 2);
+            esp = sys_read(cpu, cpu->tr.base + 4 + new_cpl * 8, 4);
+            uint16_t ssel = (uint16_t)sys_read(cpu, cpu->tr.base + 8 + new_cpl * 8, 2);
             uint64_t sd;
             read_desc(cpu, ssel, &sd, NULL, false);
             desc_to_seg(&nss, ssel, sd);
@@ -273,10 +318,8 @@ void emu_deliver(struct emu_cpu *cpu, unsigned vec, bool has_err, uint32_t err, 
             frame[n++] = (uint32_t)old_rsp;
             frame[n++] = old_ss;
         }
-        unsigned saved_cpl = cpu->cpl;
-        cpu->cpl = new_cpl;
-        for (unsigned i = 0; i < n; i++) emu_write(cpu, (uint32_t)(nss.base + (uint32_t)(esp - (n - i) * 4)), 4, frame[i]);
-        cpu->cpl = saved_cpl;
+        for (unsigned i = 0; i < n; i++)
+            emu_mem_write_slow(cpu, (uint32_t)(nss.base + (uint32_t)(esp - (n - i) * 4)), 4, frame[i], new_cpl == 3);
         cpu->seg[EMU_SS] = nss;
         cpu->r[EMU_RSP] = (uint32_t)(esp - n * 4);
     }
@@ -355,7 +398,7 @@ void emu_cpuid(struct emu_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t out[4]
         break;
     case 1:
         out[0] = 0x000306a9; /* family 6 model 0x3a */
-        out[1] = (1u << 16) | (8u << 8) | ((uint32_t)(cpu->apic_base >> 32) << 24);
+        out[1] = (1u << 16) | (8u << 8) | ((cpu->apic_id & 0xff) << 24);
         out[2] = (1u << 23);  /* popcnt */
         out[3] = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9) | (1u << 12) |
                  (1u << 13) | (1u << 15) | (1u << 16) | (1u << 19) | (1u << 23) | (1u << 24) | (1u << 25) | (1u << 26);
@@ -410,7 +453,7 @@ int emu_rdmsr(struct emu_cpu *cpu, uint32_t idx, uint64_t *v)
     return -EINVAL;
 }
 
-static bool canonical(uint64_t v) { return (uint64_t)(((int64_t)v << 16) >> 16) == v; }
+static bool canonical(uint64_t v) { return emu_canonical(v); }
 
 int emu_wrmsr(struct emu_cpu *cpu, uint32_t idx, uint64_t v)
 {
@@ -612,7 +655,24 @@ void emu_exec_system(struct emu_cpu *cpu, const struct emu_insn *in)
             }
             return;
         }
-        default: emu_ud(cpu); /* verr/verw: not implemented */
+        default: { /* verr verw: kernels run verw on the way to user mode (MDS mitigation) */
+            uint16_t sel = in->mem ? (uint16_t)emu_read(cpu, emu_lin(cpu, in->seg, emu_ea(cpu, in), in->asize), 2)
+                                   : (uint16_t)cpu->r[in->rm];
+            uint64_t f = emu_get_rflags(cpu) & ~(uint64_t)EMU_FLAG_ZF;
+            struct emu_dtable t = (sel & 4) ? (struct emu_dtable){.base = cpu->ldt.base, .limit = (uint16_t)cpu->ldt.limit} : cpu->gdt;
+            if ((sel & ~3u) && (sel & ~7u) + 7 <= t.limit) {
+                uint64_t d = sys_read(cpu, t.base + (sel & ~7u), 8);
+                struct emu_seg sg;
+                desc_to_seg(&sg, sel, d);
+                bool code = sg.type & 8, conforming = code && (sg.type & 4);
+                unsigned need = cpu->cpl > (sel & 3u) ? cpu->cpl : (sel & 3u);
+                bool priv_ok = conforming || sg.dpl >= need;
+                bool ok = r == 4 ? (!code || (sg.type & 2)) : (!code && (sg.type & 2));
+                if (sg.s && priv_ok && ok) f |= EMU_FLAG_ZF;
+            }
+            emu_set_rflags(cpu, f);
+            return;
+        }
         }
     case 0x01:
         if (!in->mem) {
@@ -663,6 +723,37 @@ void emu_exec_system(struct emu_cpu *cpu, const struct emu_insn *in)
             }
         }
         emu_ud(cpu);
+    case 0x02: case 0x03: { /* lar lsl: the vDSO's getcpu reads the CPU number with lsl */
+        if (mode == EMU_MODE_REAL) emu_ud(cpu);
+        uint16_t sel = in->mem ? (uint16_t)emu_read(cpu, emu_lin(cpu, in->seg, emu_ea(cpu, in), in->asize), 2)
+                               : (uint16_t)cpu->r[in->rm];
+        uint64_t f = emu_get_rflags(cpu) & ~(uint64_t)EMU_FLAG_ZF;
+        struct emu_dtable t = (sel & 4) ? (struct emu_dtable){.base = cpu->ldt.base, .limit = (uint16_t)cpu->ldt.limit} : cpu->gdt;
+        if ((sel & ~3u) && (sel & ~7u) + 7 <= t.limit) {
+            uint64_t d = sys_read(cpu, t.base + (sel & ~7u), 8);
+            struct emu_seg sg;
+            desc_to_seg(&sg, sel, d);
+            bool ok;
+            if (sg.s) {
+                ok = (sg.type & 0xc) == 0xc /* conforming code */ ||
+                     sg.dpl >= (cpu->cpl > (sel & 3u) ? cpu->cpl : (sel & 3u));
+            } else {
+                /* LDT and TSS descriptors (and call gates for lar); 64-bit mode knows no others. */
+                unsigned ty = sg.type;
+                ok = ty == 2 || ty == 9 || ty == 0xb || (in->op == 0x02 && ty == 0xc);
+                if (mode != EMU_MODE_LONG64) ok = ok || ty == 1 || ty == 3 || (in->op == 0x02 && (ty == 4 || ty == 5));
+                ok = ok && sg.dpl >= (cpu->cpl > (sel & 3u) ? cpu->cpl : (sel & 3u));
+            }
+            if (ok) {
+                uint64_t v = in->op == 0x03 ? sg.limit : (d >> 32) & 0x00f0ff00;
+                if (in->osize == 2) cpu->r[in->reg] = (cpu->r[in->reg] & ~0xffffull) | (v & 0xffff);
+                else cpu->r[in->reg] = (uint32_t)v;
+                f |= EMU_FLAG_ZF;
+            }
+        }
+        emu_set_rflags(cpu, f);
+        return;
+    }
     case 0x05: { /* syscall */
         if (!(cpu->efer & EMU_EFER_SCE)) emu_ud(cpu);
         cpu->r[EMU_RCX] = cpu->rip;
