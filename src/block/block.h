@@ -35,7 +35,7 @@ struct blk_open_opts {
     bool no_repair;         /* don't repair a dirty lazy-refcount image on open (check -r) */
 };
 
-/* Completion of an asynchronous request: ret is 0 (or bytes for reads/writes? no: 0) or -errno. */
+/* Completion of an asynchronous request: ret is 0 (also for reads/writes) or -errno. */
 typedef void (*blk_completion_fn)(void *opaque, int ret);
 
 /* --- Engine: where completions are delivered ------------------------------------------- */
@@ -49,17 +49,23 @@ void blk_aio_process(struct blk_aio *e);
 void blk_aio_wait(struct blk_aio *e);
 /* The process-wide default engine, created on first use (for `vmkit img`). */
 struct blk_aio *blk_aio_default(void);
+/* What the engine really uses: BLK_AIO_IO_URING, or BLK_AIO_THREADS after a fallback. */
+enum blk_aio_kind blk_aio_kind_of(const struct blk_aio *e);
 
 /* --- Opening ---------------------------------------------------------------------------- */
 /* Opens filename with its whole backing chain. On failure returns -errno and logs an error
  * naming the file and what is wrong (never crashes on a hostile image). aio NULL = default. */
 int blk_open(const char *filename, const struct blk_open_opts *opts, struct blk_aio *aio,
              struct blk **out);
+/* Waits for the image's requests still in flight (their callbacks run), then closes. */
 void blk_close(struct blk *b);
 
 /* --- Asynchronous I/O -------------------------------------------------------------------- */
 /* Offsets and lengths are bytes; requests need no alignment (drivers handle read-modify-write
- * where they must). Several requests may be in flight; each completes exactly once. */
+ * where they must). Several requests may be in flight; each completes exactly once.
+ * These return 0 when the request was queued (cb will run exactly once), or -errno for a
+ * request refused up front (out of range: -EINVAL, read-only image: -EROFS); cb then never
+ * runs. The iovec array is copied; the buffers must stay valid until cb runs. */
 int blk_preadv(struct blk *b, uint64_t offset, const struct iovec *iov, int iovcnt,
                blk_completion_fn cb, void *opaque);
 int blk_pwritev(struct blk *b, uint64_t offset, const struct iovec *iov, int iovcnt,
@@ -74,6 +80,10 @@ int blk_write_zeroes(struct blk *b, uint64_t offset, uint64_t len, unsigned flag
 int blk_pread(struct blk *b, uint64_t offset, void *buf, size_t len);
 int blk_pwrite(struct blk *b, uint64_t offset, const void *buf, size_t len);
 int blk_flush_sync(struct blk *b);
+int blk_discard_sync(struct blk *b, uint64_t offset, uint64_t len);
+int blk_write_zeroes_sync(struct blk *b, uint64_t offset, uint64_t len, unsigned flags);
+/* Note: the synchronous wrappers drive the image's engine; use them from one thread per
+ * engine (the `vmkit img` case), not while another thread runs blk_aio_process on it. */
 
 /* --- Information ------------------------------------------------------------------------- */
 struct blk_info {
@@ -119,7 +129,8 @@ struct blk_create_opts {
     const char *preallocation;     /* "off", "metadata", "falloc", "full" */
     const char *compression_type;  /* "zlib" (default) or "zstd" */
 };
-/* Parses one qemu-img -o key=value list into opts (unknown keys: -EINVAL and a message). */
+/* Parses one qemu-img -o key=value list into opts (unknown keys: -EINVAL and a message).
+ * String values are allocated by the parser and stay valid until the process exits. */
 int blk_create_opts_parse(struct blk_create_opts *opts, const char *optstr);
 int blk_create(const char *filename, const struct blk_create_opts *opts);
 int blk_truncate(struct blk *b, uint64_t size, bool shrink, const char *preallocation);
