@@ -7,7 +7,11 @@ shift
 meson test -C "$build" --print-errorlogs --num-processes 2 "$@"
 status=$?
 python3 - "$build/meson-logs/testlog.json" <<'PY'
-import json, sys
+import json, os, sys
+if not os.path.exists(sys.argv[1]):
+    print("no test ran: the build or the test setup failed (see above)")
+    print("0 passed, 1 failed, 0 skipped")
+    sys.exit(0)
 counts = {"OK": 0, "FAIL": 0, "SKIP": 0, "TIMEOUT": 0, "ERROR": 0, "EXPECTEDFAIL": 0, "UNEXPECTEDPASS": 0}
 skipped = []
 for line in open(sys.argv[1]):

@@ -1,6 +1,7 @@
 /* The vmkit command: dispatch to its subcommands (run, img). */
 #include "base/log.h"
 #include "cli/img.h"
+#include "cli/net_cmd.h"
 #include "cli/run.h"
 #include "config/vm_config.h"
 #include <stdio.h>
@@ -18,6 +19,7 @@ static void usage(FILE *out)
             "                   (vmkit run -help lists them). With no -kernel, boots the\n"
             "                   built-in demo guest.\n"
             "  img COMMAND ...  disk image tool, a drop-in for qemu-img (vmkit img --help)\n"
+            "  net COMMAND ...  host networking: bridges, TAPs, virtual networks (vmkit net --help)\n"
             "\n"
             "  --help           this text\n"
             "  --version        the version\n",
@@ -47,6 +49,8 @@ int main(int argc, char **argv)
         log_set_prefix("vmkit img");
         return img_main(argc - 2, argv + 2);
     }
+    if (!strcmp(cmd, "net"))
+        return net_main(argc - 2, argv + 2);
     log_error("'%s' is not a vmkit command; see vmkit --help", cmd);
     return 1;
 }

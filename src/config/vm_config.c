@@ -3,6 +3,8 @@
 #include "base/log.h"
 #include "base/size.h"
 #include "base/util.h"
+#include "config/chardev_opts.h"
+#include "config/drive_opts.h"
 #include "config/qemu_opts.h"
 #include <ctype.h>
 #include <errno.h>
@@ -67,7 +69,10 @@ void vm_config_free(struct vm_config *c)
         free(c->owned_->v);
         free(c->owned_);
     }
+    vm_config_drives_free(c);
     free(c->devices);
+    vm_config_net_free(c);
+    vm_config_chardev_free(c);
     vm_config_init(c);
 }
 
@@ -813,15 +818,16 @@ static const struct {
     const char *desc;
 } device_models[] = {
     {"pci-testdev", true, "PCI test device (QEMU's, for kvm-unit-tests)"},
-    {"virtio-blk-pci", false, "vmkit has no disks until the virtio-blk release"},
-    {"virtio-blk", false, "vmkit has no disks until the virtio-blk release"},
-    {"virtio-net-pci", false, "vmkit has no network devices until the virtio-net release"},
-    {"virtio-net", false, "vmkit has no network devices until the virtio-net release"},
-    {"virtio-rng-pci", false, "virtio devices come in a later release"},
-    {"virtio-serial-pci", false, "virtio devices come in a later release"},
+    {"virtio-blk-pci", true, "virtio block device (disk); -drive if=none,id=ID then drive=ID"},
+    {"virtio-blk", true, "alias of virtio-blk-pci"},
+    {"virtio-net-pci", true, "virtio network card; -netdev TYPE,id=ID then netdev=ID[,mac=]"},
+    {"virtio-net", true, "alias of virtio-net-pci"},
+    {"virtio-rng-pci", true, "virtio entropy source (host getrandom)"},
+    {"virtio-serial-pci", true, "virtio console controller (bus for virtconsole)"},
+    {"virtio-serial", true, "alias of virtio-serial-pci"},
     {"virtio-balloon-pci", false, "virtio devices come in a later release"},
     {"virtio-scsi-pci", false, "vmkit has no disks until the virtio-blk release"},
-    {"virtconsole", false, "virtio devices come in a later release"},
+    {"virtconsole", true, "virtio console port (hvc0), chardev=ID"},
     {"e1000", false, "vmkit will only have virtio-net-pci network cards"},
     {"rtl8139", false, "vmkit will only have virtio-net-pci network cards"},
     {"ide-hd", false, "vmkit will only have virtio-blk disks"},
@@ -874,6 +880,8 @@ static int opt_device(struct parse_ctx *x, const char *arg)
                   device_models[idx].desc);
         return OPT_ERROR;
     }
+    if (help && vm_blk_device_print_help(driver))
+        return OPT_EXIT;
     if (help) {
         printf("%s: %s; vmkit's model has no properties to set\n", driver, device_models[idx].desc);
         return OPT_EXIT;
@@ -907,6 +915,44 @@ static int opt_device(struct parse_ctx *x, const char *arg)
     return OPT_OK;
 }
 
+/* ---- networking: parsed in net_opts.c ---- */
+
+static int opt_netdev(struct parse_ctx *x, const char *arg)
+{
+    int r = vm_config_add_netdev(x->c, arg);
+    return r < 0 ? OPT_ERROR : r > 0 ? OPT_EXIT : OPT_OK;
+}
+
+static int opt_net(struct parse_ctx *x, const char *arg)
+{
+    int r = vm_config_add_net(x->c, arg);
+    return r < 0 ? OPT_ERROR : r > 0 ? OPT_EXIT : OPT_OK;
+}
+
+static int opt_nic(struct parse_ctx *x, const char *arg)
+{
+    int r = vm_config_add_nic(x->c, arg);
+    return r < 0 ? OPT_ERROR : r > 0 ? OPT_EXIT : OPT_OK;
+}
+
+/* ---- -drive, -snapshot: drive_opts.c ---- */
+
+static int opt_drive(struct parse_ctx *x, const char *arg)
+{
+    return vm_config_drive_add(x->c, x->opt, arg) ? OPT_ERROR : OPT_OK;
+}
+
+static int opt_snapshot(struct parse_ctx *x, const char *arg)
+{
+    x->c->snapshot = true;
+    return OPT_OK;
+}
+
+static int opt_chardev(struct parse_ctx *x, const char *arg)
+{
+    return vm_config_add_chardev(x->c, arg) < 0 ? OPT_ERROR : OPT_OK;
+}
+
 /* ---- the option table ---- */
 
 typedef int (*opt_fn)(struct parse_ctx *x, const char *arg);
@@ -918,8 +964,8 @@ struct opt_def {
     const char *msg;    /* why it is refused and what to do */
 };
 
-#define NO_DISKS "vmkit does not have disks until the virtio-blk release"
-#define NO_NET "vmkit does not have network devices until the virtio-net release"
+#define NO_IDE "vmkit does not emulate IDE; use -drive file=IMAGE,if=virtio"
+#define NO_BLOCKDEV "vmkit has no -blockdev graph yet; use -drive file=IMAGE,if=none,id=ID with -device virtio-blk-pci,drive=ID"
 #define NO_FIRMWARE "vmkit has no firmware; boot a kernel directly with -kernel"
 #define NO_GRAPHICS "vmkit has no graphical display; use -nographic or -display none"
 #define NO_CHARDEV                                                                                 \
@@ -962,22 +1008,26 @@ static const struct opt_def options[] = {
     {"parallel", true, opt_parallel, NULL},
     {"overcommit", true, opt_overcommit, NULL},
     {"msg", true, opt_msg, NULL},
+    {"netdev", true, opt_netdev, NULL},
+    {"net", true, opt_net, NULL},
+    {"nic", true, opt_nic, NULL},
 
-    {"drive", true, NULL, "is not supported yet: " NO_DISKS},
-    {"blockdev", true, NULL, "is not supported yet: " NO_DISKS},
-    {"hda", true, NULL, "is not supported yet: " NO_DISKS},
-    {"hdb", true, NULL, "is not supported yet: " NO_DISKS},
-    {"hdc", true, NULL, "is not supported yet: " NO_DISKS},
-    {"hdd", true, NULL, "is not supported yet: " NO_DISKS},
-    {"cdrom", true, NULL, "is not supported yet: " NO_DISKS},
-    {"fda", true, NULL, "is not supported yet: " NO_DISKS},
-    {"fdb", true, NULL, "is not supported yet: " NO_DISKS},
-    {"sd", true, NULL, "is not supported yet: " NO_DISKS},
+    {"drive", true, opt_drive, NULL},
+    {"snapshot", false, opt_snapshot, NULL},
+    {"blockdev", true, NULL, "is not supported yet: " NO_BLOCKDEV},
+    {"hda", true, NULL, "is not supported: " NO_IDE},
+    {"hdb", true, NULL, "is not supported: " NO_IDE},
+    {"hdc", true, NULL, "is not supported: " NO_IDE},
+    {"hdd", true, NULL, "is not supported: " NO_IDE},
+    {"cdrom", true, NULL, "is not supported: vmkit has no CD-ROM drive (no IDE, AHCI or SCSI); "
+                          "use -drive file=IMAGE,if=virtio,readonly=on"},
+    {"fda", true, NULL, "is not supported: vmkit has no floppy controller; use -drive "
+                        "file=IMAGE,if=virtio"},
+    {"fdb", true, NULL, "is not supported: vmkit has no floppy controller; use -drive "
+                        "file=IMAGE,if=virtio"},
+    {"sd", true, NULL, "is not supported: vmkit has no SD card controller; use -drive "
+                       "file=IMAGE,if=virtio"},
     {"pflash", true, NULL, "is not supported: " NO_FIRMWARE},
-    {"snapshot", false, NULL, "is not supported yet: " NO_DISKS},
-    {"netdev", true, NULL, "is not supported yet: " NO_NET},
-    {"net", true, NULL, "is not supported yet: " NO_NET},
-    {"nic", true, NULL, "is not supported yet: " NO_NET},
     {"boot", true, NULL, "is not supported: " NO_FIRMWARE},
     {"bios", true, NULL, "is not supported: " NO_FIRMWARE},
     {"L", true, NULL, "is not supported: " NO_FIRMWARE},
@@ -1003,7 +1053,7 @@ static const struct opt_def options[] = {
     {"rtc", true, NULL, "is not supported yet: the guest RTC follows the host clock"},
     {"loadvm", true, NULL, "is not supported yet: vmkit has no VM snapshots yet"},
     {"incoming", true, NULL, "is not supported yet: vmkit cannot receive a migration yet"},
-    {"chardev", true, NULL, "is not supported yet: " NO_CHARDEV},
+    {"chardev", true, opt_chardev, NULL},
     {"mon", true, NULL, "is not supported yet: " NO_CHARDEV},
     {"virtfs", true, NULL, "is not supported yet: vmkit has no 9p file sharing"},
     {"fsdev", true, NULL, "is not supported yet: vmkit has no 9p file sharing"},
@@ -1043,7 +1093,9 @@ static const struct opt_def *find_option(const char *name)
 static int finish(struct parse_ctx *x)
 {
     struct vm_config *c = x->c;
-    if (finish_memory(x) || finish_smp(x))
+    if (finish_memory(x) || finish_smp(x) || vm_config_net_finish(c))
+        return OPT_ERROR;
+    if (vm_config_drives_finish(c))
         return OPT_ERROR;
 
     if (c->initrd && !c->kernel) {
@@ -1107,8 +1159,9 @@ enum vm_config_parse_result vm_config_parse_args(struct vm_config *c, int argc, 
         const char *a = argv[i];
         if (a[0] != '-' || !a[1]) {
             log_error("'%s': not an option; vmkit run takes only options (QEMU would use it as "
-                      "-hda, and vmkit has no disks yet); see vmkit run -help",
-                      a);
+                      "-hda, an IDE disk, which vmkit does not emulate); use -drive "
+                      "file=%s,if=virtio",
+                      a, a);
             return VM_CONFIG_ERROR;
         }
         const char *name = a + 1;

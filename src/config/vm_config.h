@@ -2,6 +2,7 @@
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
+#include "net/net.h"
 
 #ifndef VMKIT_VERSION
 #define VMKIT_VERSION "0.1.0"
@@ -21,7 +22,47 @@ struct vm_config_device {
     const char *opts;   /* everything after "DRIVER,", "" when none; ",," escapes intact */
 };
 
+/* One network backend: -netdev TYPE,id=..., or the backend half of -net TYPE / -nic TYPE
+ * (their ids are generated: "_net0", "_nic0", ...). Create it with
+ * net_backend_new(&nd->backend, ev, &nb); see net/net.h. */
+struct vm_config_netdev {
+    const char *id;   /* == backend.id */
+    const char *type; /* "tap", "bridge", "user", "socket" */
+    const char *opts; /* the raw option string as given, for messages and "info network" */
+    struct net_backend_opts backend; /* parsed and checked with net_backend_opts_check */
+};
+
+/* One NIC from -net nic or -nic (not -device virtio-net-pci: that is in devices[], and its
+ * model calls vm_config_net_alloc_mac() when it has no mac=). */
+struct vm_config_nic {
+    const char *netdev; /* id of the backend it is paired with; NULL = not connected */
+    const char *model;  /* always "virtio-net-pci" (other models are refused at parse time) */
+    const char *name;   /* -net nic,name= or generated "_nic0"; for messages */
+    uint8_t mac[6];     /* macaddr=/mac=, else 52:54:00:12:34:56 + n, unique in this VM */
+};
+
 struct vm_config_strings; /* strings the parser allocated; freed by vm_config_free */
+
+/* One -drive (see drive_opts.c, docs/disks.md). The enums mirror block.h's so config/ needs
+ * no block layer. */
+enum vm_drive_if { VM_DRIVE_IF_VIRTIO, VM_DRIVE_IF_NONE };
+enum vm_drive_cache { /* same order as enum blk_cache_mode */
+    VM_DRIVE_CACHE_WRITEBACK, VM_DRIVE_CACHE_WRITETHROUGH, VM_DRIVE_CACHE_NONE,
+    VM_DRIVE_CACHE_DIRECTSYNC, VM_DRIVE_CACHE_UNSAFE,
+};
+enum vm_drive_aio { VM_DRIVE_AIO_DEFAULT, VM_DRIVE_AIO_IO_URING, VM_DRIVE_AIO_THREADS };
+struct vm_config_drive {
+    char *id;       /* id=, or QEMU's generated "virtio0"/"none0" */
+    char *file;     /* file= */
+    char *format;   /* "raw", "qcow2", or NULL: probe (a raw guess warns and guards sector 0) */
+    char *serial;   /* serial=, or NULL */
+    enum vm_drive_if iface;
+    enum vm_drive_cache cache;
+    enum vm_drive_aio aio;
+    bool read_only, snapshot, discard_unmap;
+    int index;      /* index=, or the unit QEMU would assign */
+    char *dev_opts_; /* private: the opts of the virtio-blk-pci device if=virtio creates */
+};
 
 struct vm_config {
     uint64_t ram_size;     /* bytes; -m, default 512 MiB, aligned up to 4 KiB */
@@ -66,6 +107,18 @@ struct vm_config {
     bool nodefaults;     /* -nodefaults: no default serial */
     const char *uuid;    /* -uuid, validated 8-4-4-4-12 hex; NULL none */
 
+    /* Networking (config/net_opts.c). */
+    struct vm_config_netdev *netdevs; /* -netdev, and backends of -net/-nic, in order */
+    unsigned nnetdevs;
+    struct vm_config_nic *nics;       /* -net nic and -nic, in order */
+    unsigned nnics;
+    uint8_t (*macs_used)[6];          /* private: MACs handed out, for uniqueness */
+    unsigned nmacs_used;
+    void *net_owned_;                 /* private: strings net_opts.c allocated */
+    struct vm_config_drive *drives; /* -drive, in command-line order; -snapshot applied */
+    unsigned ndrives;
+    bool snapshot;       /* -snapshot: every drive snapshot=on */
+
     struct vm_config_strings *owned_; /* private */
 };
 
@@ -85,6 +138,22 @@ enum vm_config_parse_result vm_config_parse_args(struct vm_config *c, int argc, 
 void vm_config_print_help(void);
 /* Frees what the parser allocated (not argv); c is left initialised to defaults. */
 void vm_config_free(struct vm_config *c);
+
+/* Network options (config/net_opts.c); vm_config_parse_args calls them. Each returns 0, 1
+ * when it printed help (TYPE "help", model=help: exit 0), or -EINVAL after a message. */
+int vm_config_add_netdev(struct vm_config *c, const char *arg);  /* -netdev */
+int vm_config_add_net(struct vm_config *c, const char *arg);     /* -net */
+int vm_config_add_nic(struct vm_config *c, const char *arg);     /* -nic */
+/* After all options: pairs -net nic with -net backends, checks netdev ids NICs name. */
+int vm_config_net_finish(struct vm_config *c);
+void vm_config_net_free(struct vm_config *c);
+/* A MAC for a NIC without one: the lowest 52:54:00:12:34:56+n no NIC of c has. When the
+ * caller has its own mac= (-device ...,mac=), it calls vm_config_net_use_mac() so later
+ * defaults skip it. */
+void vm_config_net_alloc_mac(struct vm_config *c, uint8_t mac[6]);
+void vm_config_net_use_mac(struct vm_config *c, const uint8_t mac[6]);
+/* The netdev configured under id, or NULL. */
+struct vm_config_netdev *vm_config_find_netdev(struct vm_config *c, const char *id);
 
 /* -smp's arithmetic alone (exposed for tests and for domain XML later): fills zero fields the
  * way QEMU >= 6.2 does for pc (cores preferred over sockets) and checks the product and the
