@@ -2,7 +2,7 @@
 BUILD ?= build
 MESON_OPTS ?=
 
-.PHONY: all deps demo check check-sanitize bench clean format
+.PHONY: all deps deps-build demo check check-sanitize bench clean format
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -11,15 +11,22 @@ $(BUILD)/build.ninja:
 	meson setup $(BUILD) $(MESON_OPTS)
 
 # Installs the Debian packages listed in scripts/deps.txt (only the missing ones).
+deps-build:
+	scripts/install-deps.sh build
+
 deps:
-	scripts/install-deps.sh
+	scripts/install-deps.sh test
 
 # Boot the built-in demo guest: it prints what it finds and powers off.
-demo: deps all
+demo: deps-build all
 	$(BUILD)/src/cli/vmkit run -m 256M -smp 2
 
 # Every test: unit, guests under vmkit (and under QEMU as a cross-check), images against qemu-img.
-check: deps all
+# Reconfigure first: a tree set up by make demo was configured before cmocka was installed.
+check: deps
+	if [ -f $(BUILD)/build.ninja ]; then meson setup --reconfigure $(BUILD) $(MESON_OPTS); \
+	else meson setup $(BUILD) $(MESON_OPTS); fi
+	ninja -C $(BUILD)
 	scripts/run-tests.sh $(BUILD)
 
 # The unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer.

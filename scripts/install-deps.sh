@@ -1,8 +1,20 @@
 #!/usr/bin/env bash
 # Install the Debian packages vmkit needs (scripts/deps.txt), only those missing.
+# usage: install-deps.sh [build|test|fuzz]   (default test: what make check needs, build included)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-mapfile -t pkgs < <(grep -v '^\s*#' "$here/deps.txt" | sed 's/\s.*//' | grep .)
+want=${1:-test}
+case $want in
+build) groups="build" ;;
+test) groups="build test" ;;
+fuzz) groups="build test fuzz" ;;
+*) echo "usage: $0 [build|test|fuzz]" >&2; exit 2 ;;
+esac
+pkgs=()
+while read -r pkg group _; do
+    case $pkg in ''|'#'*) continue ;; esac
+    for g in $groups; do [ "$group" = "$g" ] && pkgs+=("$pkg"); done
+done < "$here/deps.txt"
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
