@@ -425,7 +425,7 @@ static int vm_start_accel(struct vm *vm)
 
 static void vm_stop_accel(struct vm *vm)
 {
-    for (unsigned i = 0; i < vm->m.ncpus; i++) {
+    for (unsigned i = 0; vm->vcpus && i < vm->m.ncpus; i++) {
         if (vm->vcpus[i].vcpu)
             vm->ops->vcpu_destroy(vm->vcpus[i].vcpu);
         vm->vcpus[i].vcpu = NULL;
@@ -592,8 +592,11 @@ static int vm_setup(struct vm *vm)
     if (r < 0) {
         char want[32];
         size_format(cfg->ram_size, want, sizeof(want));
-        log_error("-m: cannot allocate %s of guest memory%s%s: %s", want,
-                  cfg->mem_path ? " in " : "", cfg->mem_path ? cfg->mem_path : "", strerror(-r));
+        if (cfg->mem_path)
+            log_error("-mem-path %s: cannot allocate %s of guest memory there: %s",
+                      cfg->mem_path, want, strerror(-r));
+        else
+            log_error("-m: cannot allocate %s of guest memory: %s", want, strerror(-r));
         return r;
     }
     m->ev = evloop_new();

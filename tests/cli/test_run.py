@@ -185,6 +185,17 @@ def case_poweroff_exits_zero():
     assert PASS_LINE in r.stdout, r.stdout
 
 
+def case_mem_path():
+    """-mem-path DIR -mem-prealloc: RAM in a file there (hugetlbfs in real use)."""
+    need_kvm()
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as d:
+        r = run("-m", "128M", "-nographic", "-kernel", GUEST, "-mem-path", d, "-mem-prealloc")
+        assert r.returncode == 0 and PASS_LINE in r.stdout, r
+        assert os.listdir(d) == [], "the RAM file was left behind"
+    expect_error(["-m", "128M", "-kernel", GUEST, "-mem-path", "/nonexistent-dir"],
+                 "/nonexistent-dir")
+
+
 def case_default_guest():
     need_kvm()
     r = run("-m", "256M")  # no -kernel: the built-in guest
@@ -293,6 +304,7 @@ CASES = {
     "sigint": lambda: case_signal(signal.SIGINT),
     "poweroff-exits-zero": case_poweroff_exits_zero,
     "default-guest": case_default_guest,
+    "mem-path": case_mem_path,
     "serial-file": case_serial_file,
     "serial-pty": case_serial_pty,
     "daemonize": case_daemonize,

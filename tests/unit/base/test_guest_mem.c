@@ -5,7 +5,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "machine/guest_mem.h"
 #include "machine/layout.h"
 
@@ -73,6 +76,29 @@ static void test_clear_zeroes_ram(void **state)
     guest_mem_destroy(&m);
 }
 
+/* -mem-path: RAM in a file created (and unlinked at once) in the given directory, as on
+ * hugetlbfs; /dev/shm stands in for it here. */
+static void test_mem_path_backs_ram_with_an_unlinked_file(void **state)
+{
+    struct guest_mem m;
+    assert_int_equal(guest_mem_init(&m, 8 * MiB, "/dev/shm", true), 0);
+    char link[64], target[256] = {0};
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", m.fd);
+    assert_true(readlink(link, target, sizeof(target) - 1) > 0);
+    assert_non_null(strstr(target, "/dev/shm/vmkit-ram."));
+    assert_non_null(strstr(target, "(deleted)"));
+    struct stat st;
+    assert_int_equal(fstat(m.fd, &st), 0);
+    assert_int_equal(st.st_size, 8 * MiB);
+    assert_true((uint64_t)st.st_blocks * 512 >= 8 * MiB); /* -mem-prealloc allocated it all */
+    uint32_t v = 0x12345678;
+    assert_int_equal(guest_mem_write(&m, 4 * MiB, &v, 4), 0);
+    assert_int_equal(pread(m.fd, &v, 4, 4 * MiB), 4);
+    assert_int_equal(v, 0x12345678);
+    guest_mem_destroy(&m);
+    assert_int_equal(guest_mem_init(&m, 8 * MiB, "/nonexistent-dir", false), -ENOENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -80,6 +106,7 @@ int main(void)
         cmocka_unit_test(test_large_guest_splits_around_pci_hole),
         cmocka_unit_test(test_read_write_checks_every_byte),
         cmocka_unit_test(test_clear_zeroes_ram),
+        cmocka_unit_test(test_mem_path_backs_ram_with_an_unlinked_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
