@@ -43,6 +43,9 @@ static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
     __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(sub));
 }
 RT_NORETURN void rt_halt_forever(void);
+/* Make the identity map user-accessible, load a GDT with user segments and a TSS, and iretq
+ * to user_main in ring 3 with interrupts off (rt/ring3.c). */
+RT_NORETURN void rt_enter_ring3(void (*user_main)(void));
 
 /* ---- libc subset ---- */
 void *memcpy(void *d, const void *s, size_t n);
