@@ -105,5 +105,7 @@ struct accel_ops {
 extern const struct accel_ops accel_kvm_ops;
 extern const struct accel_ops accel_emu_ops; /* software CPU */
 
-/* "kvm", "emu" (alias "tcg"); NULL if unknown. */
+/* "kvm", "emu" (alias "tcg"), "auto" or "" (see accel_pick_auto); NULL if unknown. */
 const struct accel_ops *accel_find(const char *name);
+/* kvm if /dev/kvm works and the host CPU has VT-x/SVM, emu otherwise; logs which and why. */
+const struct accel_ops *accel_pick_auto(void);

@@ -1,5 +1,6 @@
 /* The software x86-64 CPU core: architectural state, memory interface and the run loop. */
 #pragma once
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -78,6 +79,19 @@ struct emu_ram {
 
 struct emu_block;
 
+/* What vCPUs of one machine share so that code one writes is not run stale by another: all
+ * their emu_ram.code_bits point to one bitmap, and two logs of recent pages (guest-physical
+ * page addresses) that each vCPU replays at its next block boundary: pages that became code
+ * (drop your write TLB entries for them, so writes take the slow path) and code pages that were
+ * written (drop your decoded blocks of them). A vCPU that fell more than EMU_SHARED_LOG behind
+ * drops everything. */
+#define EMU_SHARED_LOG 64
+struct emu_shared {
+    pthread_mutex_t lock;
+    uint64_t tlb_epoch, code_epoch; /* entries ever logged; read without the lock */
+    uint64_t tlb_log[EMU_SHARED_LOG], code_log[EMU_SHARED_LOG];
+};
+
 /* Everything that is not RAM: MMIO and port I/O. NULL callbacks read all ones, drop writes. */
 struct emu_io_ops {
     uint64_t (*mmio_read)(void *opaque, uint64_t gpa, unsigned size);
@@ -128,6 +142,10 @@ struct emu_cpu {
     uint64_t sysenter_cs, sysenter_esp, sysenter_eip, misc_enable;
     uint64_t tsc_offset; /* rdtsc = host ns + tsc_offset (EMU_TSC_HZ is 1 GHz) */
     uint32_t apic_id;    /* reported by CPUID; set by whoever creates the vCPU */
+    /* Topology for CPUID leaves 1 and 0xB (0: a lone CPU, leaf 0xB reads as zeros): APIC-ID
+     * shifts of the SMT and core levels, threads per core, logical CPUs per package. */
+    uint8_t topo_smt_shift, topo_pkg_shift;
+    uint16_t topo_threads, topo_pkg_cpus;
     uint8_t cpl;
     bool halted;
     volatile bool intr_line; /* the interrupt controller's INTR output; checked between blocks */
@@ -157,6 +175,8 @@ struct emu_cpu {
 
     /* Run-loop internals. */
     uint64_t insn_rip; /* start of the current instruction, for faults */
+    bool rmw_armed;    /* a locked read-modify-write read rmw_old at rmw_lin (emu_exec.c) */
+    uint64_t rmw_lin, rmw_old;
     uint64_t insns;    /* retired instruction count */
     uint64_t budget;
     int nested_exc;    /* exceptions being delivered: 2 = double fault in progress */
@@ -168,6 +188,8 @@ struct emu_cpu {
     uint32_t block_gen;       /* blocks of other generations are invalid */
     uint8_t cur_mode;         /* enum emu_cpu_mode of the running block */
     uint64_t block_hits, block_misses;
+    struct emu_shared *shared;    /* NULL: a lone CPU (tests) */
+    uint64_t seen_tlb, seen_code; /* log entries of *shared already replayed */
 };
 
 /* Power-on state (real mode at f000:fff0), RAM list empty. */
@@ -181,6 +203,8 @@ void emu_cpu_destroy(struct emu_cpu *cpu);
 int emu_cpu_add_ram(struct emu_cpu *cpu, uint64_t gpa, uint64_t size, void *host);
 /* Put the CPU in 64-bit mode with paging off and flat segments (tests, benchmarks). */
 void emu_cpu_set_flat64(struct emu_cpu *cpu);
+/* Replay the shared logs (called by the run loop at block boundaries when they moved). */
+void emu_shared_sync(struct emu_cpu *cpu);
 /* Run up to max_insns instructions. */
 enum emu_stop emu_run(struct emu_cpu *cpu, uint64_t max_insns);
 

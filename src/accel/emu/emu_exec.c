@@ -234,17 +234,60 @@ static inline uint64_t loc_get(struct emu_cpu *cpu, const struct emu_insn *in, s
     return l.mem ? emu_read(cpu, l.lin, size) : reg_get(cpu, in, in->rm, size);
 }
 
+/* Locked read-modify-writes (lock prefix, xchg with memory) must be atomic against the other
+ * vCPUs' threads: the write is a compare-and-swap with the value the instruction read, and if
+ * another vCPU changed memory in between the instruction starts over. Instructions write
+ * memory before registers, so nothing is half done. Unaligned, page-crossing and MMIO
+ * operands fall back to a plain write. */
+static inline bool rmw_locked(const struct emu_insn *in)
+{
+    return in->lock || (in->map == 0 && (in->op == 0x86 || in->op == 0x87));
+}
+
+static void atomic_write(struct emu_cpu *cpu, uint64_t lin, unsigned size, uint64_t old, uint64_t v)
+{
+    struct emu_tlb_entry *e = &cpu->tlb[emu_user(cpu)][(lin >> 12) & (EMU_TLB_SIZE - 1)];
+    if (e->tag_w != (lin & ~0xfffull) || (lin & (size - 1)) || (size & (size - 1)) || size > 8) {
+        emu_write(cpu, lin, size, v);
+        return;
+    }
+    void *p = (void *)(uintptr_t)(lin + e->addend);
+    bool ok;
+    switch (size) {
+    case 1: { uint8_t o = (uint8_t)old; ok = __atomic_compare_exchange_n((uint8_t *)p, &o, (uint8_t)v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST); break; }
+    case 2: { uint16_t o = (uint16_t)old; ok = __atomic_compare_exchange_n((uint16_t *)p, &o, (uint16_t)v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST); break; }
+    case 4: { uint32_t o = (uint32_t)old; ok = __atomic_compare_exchange_n((uint32_t *)p, &o, (uint32_t)v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST); break; }
+    default: { uint64_t o = old; ok = __atomic_compare_exchange_n((uint64_t *)p, &o, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST); break; }
+    }
+    if (!ok) {
+        cpu->rip = cpu->insn_rip;
+        longjmp(cpu->jb, 3); /* the run loop goes on with the same instruction */
+    }
+}
+
 static inline void loc_set(struct emu_cpu *cpu, const struct emu_insn *in, struct loc l, unsigned size, uint64_t v)
 {
-    if (l.mem) emu_write(cpu, l.lin, size, v);
-    else reg_set(cpu, in, in->rm, size, v);
+    if (l.mem && cpu->rmw_armed && l.lin == cpu->rmw_lin && rmw_locked(in)) {
+        cpu->rmw_armed = false;
+        atomic_write(cpu, l.lin, size, cpu->rmw_old, v);
+    } else if (l.mem) {
+        emu_write(cpu, l.lin, size, v);
+    } else {
+        reg_set(cpu, in, in->rm, size, v);
+    }
 }
 
 /* Read for read-modify-write: the write permission is checked first so nothing changes on a fault. */
 static inline uint64_t loc_get_rmw(struct emu_cpu *cpu, const struct emu_insn *in, struct loc l, unsigned size)
 {
     if (l.mem) emu_mem_probe_write(cpu, l.lin, size);
-    return loc_get(cpu, in, l, size);
+    uint64_t v = loc_get(cpu, in, l, size);
+    if (l.mem && rmw_locked(in)) {
+        cpu->rmw_armed = true;
+        cpu->rmw_lin = l.lin;
+        cpu->rmw_old = v;
+    }
+    return v;
 }
 
 /* ---- stack ---- */
@@ -636,11 +679,13 @@ static void exec_bt(struct emu_cpu *cpu, const struct emu_insn *in, unsigned kin
         }
         uint64_t lin = emu_lin(cpu, in->seg, ea & emu_size_mask(in->asize), in->asize);
         uint64_t v = kind ? (emu_mem_probe_write(cpu, lin, size), emu_read(cpu, lin, size)) : emu_read(cpu, lin, size);
+        uint64_t old = v;
         if ((v >> bitoff) & 1) f |= CF;
         if (kind == 1) v |= 1ull << bitoff;
         if (kind == 2) v &= ~(1ull << bitoff);
         if (kind == 3) v ^= 1ull << bitoff;
-        if (kind) emu_write(cpu, lin, size, v);
+        if (kind && in->lock) atomic_write(cpu, lin, size, old, v);
+        else if (kind) emu_write(cpu, lin, size, v);
     } else {
         bitoff &= bits - 1;
         uint64_t v = reg_get(cpu, in, in->rm, size);
@@ -1068,7 +1113,10 @@ static void exec_map1(struct emu_cpu *cpu, const struct emu_insn *in)
         if (a == d) {
             loc_set(cpu, in, l, size, reg_get(cpu, in, in->reg, size));
         } else {
-            if (l.mem) emu_write(cpu, l.lin, size, d); /* the locked cycle always writes */
+            /* The locked cycle writes the value back; with lock, another vCPU's store since the
+             * read must not be undone, so the write-back (same value) is left out. */
+            if (l.mem && rmw_locked(in)) cpu->rmw_armed = false;
+            else if (l.mem) emu_write(cpu, l.lin, size, d);
             reg_set(cpu, in, EMU_RAX, size, d);
         }
         return;
@@ -1116,8 +1164,13 @@ static void exec_map1(struct emu_cpu *cpu, const struct emu_insn *in)
         struct loc l = rm_loc(cpu, in);
         uint64_t d = loc_get_rmw(cpu, in, l, size), s = reg_get(cpu, in, in->reg, size);
         uint64_t sum = alu(cpu, 0, size, d, s);
-        reg_set(cpu, in, in->reg, size, d);
-        loc_set(cpu, in, l, size, sum);
+        if (l.mem) { /* memory first: a locked write may restart the instruction */
+            loc_set(cpu, in, l, size, sum);
+            reg_set(cpu, in, in->reg, size, d);
+        } else {
+            reg_set(cpu, in, in->reg, size, d);
+            loc_set(cpu, in, l, size, sum);
+        }
         return;
     }
     case 0xc3: emu_write(cpu, ea_lin(cpu, in), os == 8 ? 8 : 4, cpu->r[in->reg]); return; /* movnti */
@@ -1213,15 +1266,56 @@ static bool ends_block(const struct emu_insn *in)
     return true;
 }
 
+static void shared_log(struct emu_shared *sh, uint64_t *epoch, uint64_t *log, uint64_t page)
+{
+    pthread_mutex_lock(&sh->lock);
+    uint64_t e = *epoch;
+    log[e % EMU_SHARED_LOG] = page;
+    __atomic_store_n(epoch, e + 1, __ATOMIC_SEQ_CST);
+    pthread_mutex_unlock(&sh->lock);
+}
+
+static void drop_page_blocks(struct emu_cpu *cpu, uint64_t page)
+{
+    if (!cpu->blocks) return;
+    for (unsigned i = 0; i < EMU_NBLOCKS; i++)
+        if ((cpu->blocks[i].gpa >> 12) == page >> 12) cpu->blocks[i].gen = 0;
+}
+
+static void drop_page_writes(struct emu_cpu *cpu, uint64_t page)
+{
+    for (unsigned k = 0; k < 2; k++)
+        for (unsigned i = 0; i < EMU_TLB_SIZE; i++)
+            if (page == ~0ull || cpu->tlb[k][i].gpa_page == page) cpu->tlb[k][i].tag_w = EMU_TLB_INVALID;
+}
+
+void emu_shared_sync(struct emu_cpu *cpu)
+{
+    struct emu_shared *sh = cpu->shared;
+    pthread_mutex_lock(&sh->lock);
+    uint64_t te = sh->tlb_epoch, ce = sh->code_epoch;
+    if (te - cpu->seen_tlb > EMU_SHARED_LOG)
+        drop_page_writes(cpu, ~0ull);
+    else
+        for (uint64_t e = cpu->seen_tlb; e < te; e++) drop_page_writes(cpu, sh->tlb_log[e % EMU_SHARED_LOG]);
+    if (ce - cpu->seen_code > EMU_SHARED_LOG) {
+        cpu->block_gen = cpu->block_gen + 1 ? cpu->block_gen + 1 : 1;
+    } else {
+        for (uint64_t e = cpu->seen_code; e < ce; e++) drop_page_blocks(cpu, sh->code_log[e % EMU_SHARED_LOG]);
+    }
+    cpu->seen_tlb = te;
+    cpu->seen_code = ce;
+    pthread_mutex_unlock(&sh->lock);
+}
+
 void emu_code_written(struct emu_cpu *cpu, struct emu_ram *r, uint64_t gpa)
 {
     uint64_t pg = (gpa - r->gpa) >> 12;
-    r->code_bits[pg >> 3] &= (uint8_t)~(1u << (pg & 7));
-    if (!cpu->blocks) return;
-    uint64_t page = gpa >> 12;
-    for (unsigned i = 0; i < EMU_NBLOCKS; i++)
-        if ((cpu->blocks[i].gpa >> 12) == page) cpu->blocks[i].gen = 0;
+    /* Atomic: with a shared bitmap, other vCPUs set bits of the same byte. */
+    __atomic_fetch_and(&r->code_bits[pg >> 3], (uint8_t)~(1u << (pg & 7)), __ATOMIC_SEQ_CST);
+    if (cpu->shared) shared_log(cpu->shared, &cpu->shared->code_epoch, cpu->shared->code_log, gpa & ~0xfffull);
     cpu->block_dirty = true;
+    drop_page_blocks(cpu, gpa & ~0xfffull);
 }
 
 static struct emu_block *block_get(struct emu_cpu *cpu, enum emu_cpu_mode mode, uint64_t lin)
@@ -1255,7 +1349,11 @@ static struct emu_block *block_get(struct emu_cpu *cpu, enum emu_cpu_mode mode, 
     struct emu_ram *r = emu_ram_find(cpu, gpa);
     if (r) {
         uint64_t pg = (gpa - r->gpa) >> 12;
-        r->code_bits[pg >> 3] |= (uint8_t)(1u << (pg & 7));
+        uint8_t bit = (uint8_t)(1u << (pg & 7));
+        uint8_t was = __atomic_fetch_or(&r->code_bits[pg >> 3], bit, __ATOMIC_SEQ_CST);
+        /* Newly code: the other vCPUs must stop writing this page through their TLBs. */
+        if (!(was & bit) && cpu->shared)
+            shared_log(cpu->shared, &cpu->shared->tlb_epoch, cpu->shared->tlb_log, gpa & ~0xfffull);
     }
     for (unsigned k = 0; k < 2; k++)
         for (unsigned i = 0; i < EMU_TLB_SIZE; i++)
@@ -1336,6 +1434,9 @@ enum emu_stop emu_run(struct emu_cpu *cpu, uint64_t max_insns)
             }
             if (cpu->halted) return EMU_STOP_HLT;
             cpu->intr_shadow = false;
+            if (cpu->shared && (__atomic_load_n(&cpu->shared->tlb_epoch, __ATOMIC_RELAXED) != cpu->seen_tlb ||
+                                __atomic_load_n(&cpu->shared->code_epoch, __ATOMIC_RELAXED) != cpu->seen_code))
+                emu_shared_sync(cpu);
             enum emu_cpu_mode mode = emu_mode(cpu);
             cpu->cur_mode = (uint8_t)mode;
             uint64_t lin = mode == EMU_MODE_LONG64 ? cpu->rip : (uint32_t)(cpu->seg[EMU_CS].base + cpu->rip);

@@ -40,11 +40,21 @@ void emu_cpu_reset(struct emu_cpu *cpu)
     const struct emu_io_ops *io = cpu->io;
     void *io_opaque = cpu->io_opaque;
     uint32_t apic_id = cpu->apic_id;
+    uint8_t smt_shift = cpu->topo_smt_shift, pkg_shift = cpu->topo_pkg_shift;
+    uint16_t threads = cpu->topo_threads, pkg_cpus = cpu->topo_pkg_cpus;
+    struct emu_shared *shared = cpu->shared;
+    uint64_t seen_tlb = cpu->seen_tlb, seen_code = cpu->seen_code;
     emu_cpu_init(cpu);
+    cpu->shared = shared;
+    cpu->seen_tlb = seen_tlb, cpu->seen_code = seen_code;
     cpu->apic_id = apic_id;
+    cpu->topo_smt_shift = smt_shift, cpu->topo_pkg_shift = pkg_shift;
+    cpu->topo_threads = threads, cpu->topo_pkg_cpus = pkg_cpus;
     memcpy(cpu->ram, ram, sizeof(ram));
     cpu->nram = nram;
-    for (unsigned i = 0; i < nram; i++) memset(ram[i].code_bits, 0, (ram[i].size + 4095) / 4096 / 8 + 1);
+    /* A shared bitmap is the other vCPUs' too: a stale bit only costs a slow-path write. */
+    if (!shared)
+        for (unsigned i = 0; i < nram; i++) memset(ram[i].code_bits, 0, (ram[i].size + 4095) / 4096 / 8 + 1);
     cpu->blocks = blocks;
     cpu->block_gen = gen + 1 ? gen + 1 : 1;
     cpu->io = io;
@@ -387,7 +397,6 @@ static void exec_iret(struct emu_cpu *cpu, const struct emu_insn *in)
 
 void emu_cpuid(struct emu_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t out[4])
 {
-    (void)sub;
     memset(out, 0, 16);
     switch (leaf) {
     case 0:
@@ -398,10 +407,27 @@ void emu_cpuid(struct emu_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t out[4]
         break;
     case 1:
         out[0] = 0x000306a9; /* family 6 model 0x3a */
-        out[1] = (1u << 16) | (8u << 8) | ((cpu->apic_id & 0xff) << 24);
+        out[1] = ((cpu->topo_pkg_cpus > 1 ? (cpu->topo_pkg_cpus > 255 ? 255u : cpu->topo_pkg_cpus) : 1u) << 16) |
+                 (8u << 8) | ((cpu->apic_id & 0xff) << 24);
         out[2] = (1u << 23);  /* popcnt */
         out[3] = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9) | (1u << 12) |
                  (1u << 13) | (1u << 15) | (1u << 16) | (1u << 19) | (1u << 23) | (1u << 24) | (1u << 25) | (1u << 26);
+        if (cpu->topo_pkg_cpus > 1) out[3] |= 1u << 28; /* HTT: the logical count above is valid */
+        break;
+    case 0xb: /* extended topology: SMT level, core level (spanning the package), end */
+        if (!cpu->topo_threads) break;
+        if (sub == 0) {
+            out[0] = cpu->topo_smt_shift;
+            out[1] = cpu->topo_threads;
+            out[2] = 0 | (1u << 8);
+        } else if (sub == 1) {
+            out[0] = cpu->topo_pkg_shift;
+            out[1] = cpu->topo_pkg_cpus;
+            out[2] = 1 | (2u << 8);
+        } else {
+            out[2] = sub & 0xff;
+        }
+        out[3] = cpu->apic_id;
         break;
     case 0x15: /* TSC = crystal * ebx / eax */
         out[0] = 1;
