@@ -32,7 +32,7 @@ struct evloop {
     struct evloop_watch *watches;
     pthread_mutex_t calls_lock;
     struct evloop_call *calls, **calls_tail;
-    volatile bool stop;
+    volatile bool stop; /* set by evloop_stop, cleared when evloop_run returns */
 };
 
 struct evtimer {
@@ -169,7 +169,8 @@ static void evloop_reap(struct evloop *ev)
 int evloop_run(struct evloop *ev)
 {
     struct epoll_event events[32];
-    ev->stop = false;
+    /* A stop that came before this call (a vCPU powering off before the loop started) counts:
+     * the flag is cleared on the way out, not on the way in. */
     while (!ev->stop) {
         int n = epoll_wait(ev->epfd, events, ARRAY_SIZE(events), -1);
         if (n < 0) {
@@ -188,6 +189,7 @@ int evloop_run(struct evloop *ev)
         if (ev->lock)
             pthread_mutex_unlock(ev->lock);
     }
+    ev->stop = false;
     return 0;
 }
 

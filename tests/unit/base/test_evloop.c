@@ -91,12 +91,27 @@ static void test_fd_callback_and_self_delete(void **state)
     evloop_free(c.ev);
 }
 
+static void test_stop_before_run_is_kept(void **state)
+{
+    struct evloop *ev = evloop_new();
+    evloop_stop(ev); /* e.g. a vCPU powered off before the main loop started */
+    assert_int_equal(evloop_run(ev), 0); /* returns at once instead of hanging */
+    struct ctx c = {.ev = ev};
+    struct evtimer *t = evtimer_new(ev, on_timer, &c);
+    evtimer_arm(t, 1000000, 1000000);
+    assert_int_equal(evloop_run(ev), 0); /* the next run is not stopped by the old request */
+    assert_int_equal(c.fired, 3);
+    evtimer_free(t);
+    evloop_free(ev);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_periodic_timer_fires_and_stop_returns),
         cmocka_unit_test(test_call_from_another_thread_runs_on_loop),
         cmocka_unit_test(test_fd_callback_and_self_delete),
+        cmocka_unit_test(test_stop_before_run_is_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
