@@ -389,9 +389,11 @@ static int add_accel(struct parse_ctx *x, const char *name)
         canon = "kvm";
     else if (!strcmp(name, "emu") || !strcmp(name, "tcg"))
         canon = "emu";
+    else if (!strcmp(name, "auto"))
+        canon = "auto";
     else {
-        log_error("%s: accelerator '%s' is not available; vmkit has kvm and emu (tcg is an "
-                  "alias of emu)",
+        log_error("%s: accelerator '%s' is not available; vmkit has kvm, emu (tcg is an "
+                  "alias of emu) and auto",
                   x->opt, name);
         return OPT_ERROR;
     }
@@ -1193,6 +1195,8 @@ enum vm_config_parse_result vm_config_parse_args(struct vm_config *c, int argc, 
         if (d->has_arg) {
             if (inline_val) {
                 arg = inline_val;
+            } else if (!strcmp(name, "accel") && (i + 1 >= argc || argv[i + 1][0] == '-')) {
+                arg = "auto"; /* -accel alone: kvm with hardware virtualization, else emu */
             } else if (i + 1 < argc) {
                 arg = argv[++i];
             } else {

@@ -196,6 +196,18 @@ def case_mem_path():
                  "/nonexistent-dir")
 
 
+def case_accel_auto():
+    """-accel with no value: kvm with VT-x/SVM and a usable /dev/kvm, else the software CPU."""
+    with open("/proc/cpuinfo") as f:
+        hw_virt = any(w in ("vmx", "svm") for line in f if line.startswith("flags")
+                      for w in line.split())
+    want = "kvm" if hw_virt and kvm_usable() else "emu"
+    r = run("-m", "128M", "-nographic", "-kernel", GUEST, "-accel")
+    err = r.stderr.decode()
+    assert r.returncode == 0 and PASS_LINE in r.stdout, r
+    assert f"using {want}" in err, f"expected auto to pick {want}: {err}"
+
+
 def case_default_guest():
     need_kvm()
     r = run("-m", "256M")  # no -kernel: the built-in guest
@@ -305,6 +317,7 @@ CASES = {
     "poweroff-exits-zero": case_poweroff_exits_zero,
     "default-guest": case_default_guest,
     "mem-path": case_mem_path,
+    "accel-auto": case_accel_auto,
     "serial-file": case_serial_file,
     "serial-pty": case_serial_pty,
     "daemonize": case_daemonize,

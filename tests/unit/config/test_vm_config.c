@@ -555,6 +555,27 @@ static void test_monitors(void **state)
     FAILS("-mon is not supported yet", "-mon", "chardev=c0,mode=control");
 }
 
+static void test_accel_auto(void **state)
+{
+    struct vm_config c;
+    OK(&c, "-accel", "auto");
+    assert_string_equal(c.accels[0], "auto");
+    vm_config_free(&c);
+    /* -accel with no value, last or followed by another option, means auto. */
+    OK(&c, "-m", "1G", "-accel");
+    assert_int_equal(c.naccels, 1);
+    assert_string_equal(c.accels[0], "auto");
+    vm_config_free(&c);
+    OK(&c, "-accel", "-m", "1G");
+    assert_string_equal(c.accels[0], "auto");
+    assert_int_equal(c.ram_size, 1ULL << 30);
+    vm_config_free(&c);
+    OK(&c, "-accel", "tcg");
+    assert_string_equal(c.accels[0], "emu");
+    vm_config_free(&c);
+    FAILS("accelerator 'hvf' is not available", "-accel", "hvf");
+}
+
 static void test_devices(void **state)
 {
     struct vm_config c;
@@ -658,6 +679,7 @@ int main(void)
         cmocka_unit_test(test_daemonize),      cmocka_unit_test(test_accel),
         cmocka_unit_test(test_cpu),            cmocka_unit_test(test_machine),
         cmocka_unit_test(test_flags),          cmocka_unit_test(test_monitors),
+        cmocka_unit_test(test_accel_auto),
         cmocka_unit_test(test_devices),        cmocka_unit_test(test_not_supported),
         cmocka_unit_test(test_unknown_and_syntax), cmocka_unit_test(test_help_version),
     };
