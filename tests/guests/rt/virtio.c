@@ -396,7 +396,10 @@ int vio_wait_used(struct vio_dev *d, unsigned q, uint32_t *id, uint32_t *len, un
     struct vio_queue *vq = &d->q[q];
     volatile uint16_t *used_idx = (volatile uint16_t *)(vq->used + 2);
     uint32_t start = acpi_pm_timer_read();
-    for (unsigned spins = 0; spins < 100000; spins++) {
+    /* The PM timer bounds the wait; the spin count is only a backstop (and the clock when there
+     * is no PM timer), generous because a software CPU spins far faster than KVM here. */
+    unsigned max_spins = acpi.pm_tmr ? 100000000u : 100000u;
+    for (unsigned spins = 0; spins < max_spins; spins++) {
         uint32_t seen = vq->msix_vector >= 0 ? irq_count((uint8_t)vq->msix_vector) : 0;
         if (vq->packed) {
             volatile uint8_t *e = (volatile uint8_t *)vq->desc + 16 * vq->last_used;
