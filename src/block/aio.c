@@ -14,6 +14,8 @@ struct blk_aio {
     int efd;
     struct blk_pool *pool;   /* always present: formats do their work here */
     struct blk_uring *uring; /* NULL when io_uring is unavailable or aio=threads */
+    pthread_mutex_t reaped_lock;
+    struct blk_req *reaped;  /* reaped by blk_aio_reap_hooks, callbacks not run yet */
 };
 
 struct blk_req *blk_req_new(struct blk *b, enum blk_op op, uint64_t offset, uint64_t len,
@@ -48,6 +50,7 @@ int blk_aio_new(enum blk_aio_kind kind, struct blk_aio **out)
 {
     struct blk_aio *e = xzalloc(sizeof(*e));
     e->kind = kind;
+    pthread_mutex_init(&e->reaped_lock, NULL);
     e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (e->efd < 0) {
         int r = -errno;
@@ -76,6 +79,14 @@ void blk_aio_free(struct blk_aio *e)
         return;
     blk_pool_free(e->pool);
     blk_uring_free(e->uring);
+    while (e->reaped) { /* nobody processed them: complete them so no owner waits forever */
+        struct blk_req *r = e->reaped;
+        e->reaped = r->next;
+        if (r->cb)
+            r->cb(r->opaque, r->ret);
+        blk_req_free(r);
+    }
+    pthread_mutex_destroy(&e->reaped_lock);
     close(e->efd);
     free(e);
 }
@@ -95,12 +106,21 @@ static int aio_process(struct blk_aio *e)
     uint64_t v;
     (void)!read(e->efd, &v, sizeof(v)); /* clear before reaping: no lost wakeups */
     struct blk_req *list = NULL;
-    int n = blk_pool_reap(e->pool, &list);
+    int n = 0;
+    pthread_mutex_lock(&e->reaped_lock);
+    list = e->reaped;
+    e->reaped = NULL;
+    pthread_mutex_unlock(&e->reaped_lock);
+    for (struct blk_req *r = list; r; r = r->next)
+        n++;
+    n += blk_pool_reap(e->pool, &list);
     if (e->uring)
         n += blk_uring_reap(e->uring, &list);
     while (list) {
         struct blk_req *r = list;
         list = r->next;
+        if (r->done)
+            r->done(r);
         if (r->b)
             __atomic_sub_fetch(&r->b->inflight, 1, __ATOMIC_RELEASE);
         if (r->cb)
@@ -108,6 +128,30 @@ static int aio_process(struct blk_aio *e)
         blk_req_free(r);
     }
     return n;
+}
+
+void blk_aio_reap_hooks(struct blk_aio *e)
+{
+    if (!e || !e->uring)
+        return;
+    struct blk_req *list = NULL;
+    if (blk_uring_reap(e->uring, &list) == 0)
+        return;
+    for (struct blk_req *r = list; r; r = r->next)
+        if (r->done) {
+            r->done(r);
+            r->done = NULL;
+        }
+    pthread_mutex_lock(&e->reaped_lock);
+    struct blk_req **tail = &e->reaped;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = list;
+    pthread_mutex_unlock(&e->reaped_lock);
+    /* The processing thread may have read the eventfd already: wake it for these. */
+    uint64_t one = 1;
+    while (write(e->efd, &one, sizeof(one)) < 0 && errno == EINTR)
+        ;
 }
 
 void blk_aio_process(struct blk_aio *e)

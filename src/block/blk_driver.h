@@ -52,6 +52,10 @@ struct blk_req {
     bool sync_write;  /* io_uring writes: RWF_DSYNC (writethrough) */
     /* Work to run on a pool thread (returns 0 or -errno); NULL for io_uring requests. */
     int (*work)(struct blk_req *r);
+    /* Driver hook run when the request has finished, before its callback and before the
+     * image stops counting it in flight (qcow2 releases the clusters it used). */
+    void (*done)(struct blk_req *r);
+    void *done_opaque;
     struct blk_req *next;
 };
 struct blk_req *blk_req_new(struct blk *b, enum blk_op op, uint64_t offset, uint64_t len,
@@ -64,6 +68,11 @@ void blk_aio_submit_work(struct blk_aio *e, struct blk_req *r);
  * has no ring (the caller then uses the pool). */
 int blk_aio_submit_uring(struct blk_aio *e, struct blk_req *r, int fd);
 bool blk_aio_has_uring(const struct blk_aio *e);
+/* From any thread: reap finished io_uring requests and run their `done` hooks now; their
+ * callbacks still run in blk_aio_process. A thread that waits (holding a driver lock) for
+ * data I/O to finish uses it, so it never depends on the processing thread, which may
+ * itself be waiting for that lock. */
+void blk_aio_reap_hooks(struct blk_aio *e);
 /* Completes r from inside blk_aio_process (used for immediate errors, too). */
 void blk_aio_complete_later(struct blk_aio *e, struct blk_req *r);
 

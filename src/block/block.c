@@ -624,7 +624,14 @@ int blk_create(const char *filename, const struct blk_create_opts *opts)
                   fmt);
         return -EINVAL;
     }
-    return drv->create(filename, opts);
+    /* Like qemu-img, sizes are whole 512-byte sectors, rounded up (never losing a byte). */
+    if (opts->size > UINT64_MAX - 511) {
+        log_error("%s: size %llu is too large", filename, (unsigned long long)opts->size);
+        return -EFBIG;
+    }
+    struct blk_create_opts o = *opts;
+    o.size = ALIGN_UP(o.size, 512ull);
+    return drv->create(filename, &o);
 }
 
 #define NOT_SUPPORTED(b, what)                                                                     \
@@ -640,6 +647,13 @@ int blk_truncate(struct blk *b, uint64_t size, bool shrink, const char *prealloc
         return -EROFS;
     if (!b->drv->truncate)
         NOT_SUPPORTED(b, "resizing");
+    /* Formats keep sector-granular sizes (QEMU reads a qcow2 size rounded down to 512), so
+     * round up as blk_create does; a raw file keeps its exact size, as with qemu-img. */
+    if (b->drv != &blk_driver_raw) {
+        if (size > UINT64_MAX - 511)
+            return -EFBIG;
+        size = ALIGN_UP(size, 512ull);
+    }
     return b->drv->truncate(b, size, shrink, preallocation);
 }
 

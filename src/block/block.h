@@ -161,7 +161,10 @@ int blk_snapshot_delete(struct blk *b, const char *name_or_id);
 /* Read-only view of a snapshot's contents (convert -l): reads come from the snapshot. */
 int blk_snapshot_load_tmp(struct blk *b, const char *name_or_id);
 
-/* Write a compressed cluster-aligned cluster (convert -c); -ENOTSUP for formats without it. */
+/* Write a compressed cluster-aligned cluster (convert -c); -ENOTSUP for formats without it.
+ * len may also span several whole clusters (the last may end at the image's end): they are
+ * compressed in parallel on a few threads and stored in order, so callers should pass runs
+ * of clusters rather than one at a time. */
 int blk_pwrite_compressed(struct blk *b, uint64_t offset, const void *buf, size_t len);
 /* Change the backing file recorded in the header (rebase -u, commit). */
 int blk_change_backing(struct blk *b, const char *backing_file, const char *backing_format);

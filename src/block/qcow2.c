@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int qcow2_probe(const uint8_t *buf, size_t len)
 {
@@ -466,6 +467,21 @@ static int q_pwritev(struct blk *b, uint64_t off, const struct iovec *iov, int i
 {
     struct qcow2 *s = b->opaque;
     size_t len = blk_iov_size(iov, iovcnt);
+    /* Overwrites of owned clusters run concurrently, outside the lock; allocating writes
+     * (and anything touching metadata) stay serialized below. */
+    struct qcow2_rdseg *segs = NULL;
+    size_t nsegs = 0;
+    pthread_mutex_lock(&s->lock);
+    int fr = qcow2_pwrite_plan(s, off, len, &segs, &nsegs);
+    if (fr == 0)
+        __atomic_add_fetch(&s->readers, 1, __ATOMIC_ACQUIRE);
+    pthread_mutex_unlock(&s->lock);
+    if (fr == 0) {
+        fr = qcow2_wrseg_run(s, segs, nsegs, iov, iovcnt);
+        __atomic_sub_fetch(&s->readers, 1, __ATOMIC_RELEASE);
+        free(segs);
+        return fr;
+    }
     uint8_t *buf = iovcnt == 1 ? iov[0].iov_base : xmalloc(len);
     if (iovcnt != 1)
         blk_iov_to_buf(iov, iovcnt, 0, buf, len);
@@ -475,6 +491,69 @@ static int q_pwritev(struct blk *b, uint64_t off, const struct iovec *iov, int i
     if (iovcnt != 1)
         free(buf);
     return r;
+}
+
+/* io_uring fast path: reads, and overwrites of owned clusters, whose clusters are mapped by
+ * cached L2 tables and contiguous on the host go straight to the ring (no pool thread).
+ * The clusters are counted in s->readers until the request is reaped, like the pool's
+ * lock-free data I/O. Only trylock here: the submitting thread also reaps, so it must
+ * never wait for the lock while a holder waits for s->readers. */
+static void q_aio_done(struct blk_req *r)
+{
+    struct qcow2 *s = r->done_opaque;
+    __atomic_sub_fetch(&s->readers, 1, __ATOMIC_RELEASE);
+}
+
+/* A short transfer is redone blocking by the reaper: at the host offset, without the lock
+ * (the clusters are still held). */
+static int q_aio_redo(struct blk_req *r)
+{
+    struct qcow2 *s = r->done_opaque;
+    return r->op == BLK_OP_READ ? blk_file_preadv(&s->f, r->offset, r->iov, r->iovcnt)
+                                : blk_file_pwritev(&s->f, r->offset, r->iov, r->iovcnt);
+}
+
+static int q_aio_rw(struct blk *b, struct blk_req *r)
+{
+    struct qcow2 *s = b->opaque;
+    bool write = r->op == BLK_OP_WRITE;
+    if ((r->op != BLK_OP_READ && !write) || r->len == 0 || r->iovcnt > 1024)
+        return -ENOTSUP;
+    /* writethrough also flushes metadata after each write: that is the pool's job. */
+    if (write && (s->f.sync_writes || b->cache == BLK_CACHE_WRITETHROUGH ||
+                  b->cache == BLK_CACHE_DIRECTSYNC))
+        return -ENOTSUP;
+    if (s->f.direct)
+        for (int i = 0; i < r->iovcnt; i++)
+            if ((uintptr_t)r->iov[i].iov_base % s->f.align || r->iov[i].iov_len % s->f.align)
+                return -ENOTSUP;
+    if (pthread_mutex_trylock(&s->lock) != 0)
+        return -ENOTSUP;
+    uint64_t host = 0;
+    int m = qcow2_map_cached(s, r->offset, r->len, write, &host);
+    if (m == 0 && (!s->f.direct || host % s->f.align == 0))
+        __atomic_add_fetch(&s->readers, 1, __ATOMIC_ACQUIRE);
+    else
+        m = -EAGAIN;
+    pthread_mutex_unlock(&s->lock);
+    if (m < 0)
+        return -ENOTSUP;
+    uint64_t guest = r->offset;
+    int (*work)(struct blk_req *) = r->work;
+    r->offset = host;
+    r->sync_write = false;
+    r->done = q_aio_done;
+    r->done_opaque = s;
+    r->work = q_aio_redo;
+    int ret = blk_aio_submit_uring(b->aio, r, s->f.fd);
+    if (ret < 0) {
+        r->offset = guest;
+        r->done = NULL;
+        r->done_opaque = NULL;
+        r->work = work;
+        __atomic_sub_fetch(&s->readers, 1, __ATOMIC_RELEASE);
+    }
+    return ret;
 }
 
 static int q_flush(struct blk *b)
@@ -545,9 +624,85 @@ static int q_block_status(struct blk *b, uint64_t off, uint64_t len, uint64_t *p
     return r;
 }
 
+/* Several clusters of one compressed write, compressed by a few threads. */
+struct compress_job {
+    struct qcow2 *s;
+    const uint8_t *buf;
+    size_t len;      /* bytes at buf; only the last cluster may be partial */
+    size_t n;        /* clusters */
+    uint8_t *out;    /* n clusters */
+    long *clen;
+    size_t next;     /* next cluster to take (atomic) */
+};
+
+static void *compress_worker(void *arg)
+{
+    struct compress_job *j = arg;
+    uint64_t cs = j->s->cluster_size;
+    for (;;) {
+        size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+        if (i >= j->n)
+            break;
+        size_t l = (size_t)MIN(cs, j->len - i * cs);
+        j->clen[i] = qcow2_compress_cluster(j->s, j->buf + i * cs, l, j->out + i * cs);
+    }
+    return NULL;
+}
+
+#define COMPRESS_MAX_THREADS 8
+#define COMPRESS_BATCH_BYTES (8 * MiB)
+
+/* Compression is the slow part of convert -c: clusters are compressed in parallel, then
+ * stored one by one in guest order under the lock (so the file layout is as sequential as
+ * with one thread, and the metadata ordering is the single-cluster path's). */
+static int q_pwrite_compressed_multi(struct qcow2 *s, uint64_t off, const uint8_t *buf,
+                                     size_t len)
+{
+    uint64_t cs = s->cluster_size;
+    size_t batch = (size_t)MAX(COMPRESS_BATCH_BYTES / cs, 1);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned nthreads = (unsigned)MIN(MAX(ncpu, 1), COMPRESS_MAX_THREADS);
+    uint8_t *out = xmalloc(batch * cs);
+    long *clen = xmalloc(batch * sizeof(*clen));
+    int r = 0;
+    for (size_t pos = 0; pos < len && r == 0;) {
+        size_t blen = (size_t)MIN((uint64_t)batch * cs, len - pos);
+        struct compress_job j = {.s = s, .buf = buf + pos, .len = blen,
+                                 .n = DIV_ROUND_UP(blen, cs), .out = out, .clen = clen};
+        pthread_t th[COMPRESS_MAX_THREADS];
+        unsigned started = 0;
+        for (unsigned t = 1; t < nthreads && t < j.n; t++)
+            if (pthread_create(&th[started], NULL, compress_worker, &j) == 0)
+                started++;
+        compress_worker(&j);
+        for (unsigned t = 0; t < started; t++)
+            pthread_join(th[t], NULL);
+        pthread_mutex_lock(&s->lock);
+        for (size_t i = 0; i < j.n && r == 0; i++) {
+            size_t l = (size_t)MIN(cs, blen - i * cs);
+            r = qcow2_store_compressed_locked(s, off + pos + i * cs, buf + pos + i * cs, l,
+                                              out + i * cs, clen[i]);
+        }
+        pthread_mutex_unlock(&s->lock);
+        pos += blen;
+    }
+    free(clen);
+    free(out);
+    return r;
+}
+
 static int q_pwrite_compressed(struct blk *b, uint64_t off, const void *buf, size_t len)
 {
     struct qcow2 *s = b->opaque;
+    uint64_t cs = s->cluster_size;
+    if (len > cs) {
+        if (off % cs || (len % cs && off + len != b->size)) {
+            log_error("%s: compressed writes must cover whole clusters (%llu bytes)",
+                      b->filename, (unsigned long long)cs);
+            return -EINVAL;
+        }
+        return q_pwrite_compressed_multi(s, off, buf, len);
+    }
     pthread_mutex_lock(&s->lock);
     int r = qcow2_write_compressed_locked(s, off, buf, len);
     pthread_mutex_unlock(&s->lock);
@@ -607,6 +762,7 @@ const struct blk_driver blk_driver_qcow2 = {
     .close = qcow2_close,
     .preadv = q_preadv,
     .pwritev = q_pwritev,
+    .aio_rw = q_aio_rw,
     .flush = q_flush,
     .discard = q_discard,
     .write_zeroes = q_write_zeroes,

@@ -105,7 +105,7 @@ struct qcow2 {
     bool snapshot_view;       /* load_tmp: the active tables are a snapshot's, read-only */
     bool dirty_marked;        /* lazy refcounts: the dirty bit is on disk */
     uint8_t *zbuf, *cbuf;     /* scratch for compression, one cluster each (+slack) */
-    unsigned readers;         /* reads doing data I/O without the lock (atomic) */
+    unsigned readers;         /* reads/in-place writes doing data I/O without the lock (atomic) */
     bool quiet_check;         /* repair on open: per-cluster findings are debug output */
 };
 
@@ -124,6 +124,8 @@ void qcow2_cache_destroy(struct qcow2_cache *c);
 int qcow2_cache_get(struct qcow2 *s, struct qcow2_cache *c, uint64_t off, bool read,
                     uint8_t **data, unsigned *slot);
 void qcow2_cache_dirty(struct qcow2_cache *c, unsigned slot);
+/* The cached table at off, or NULL when it is not cached (never does I/O). */
+uint8_t *qcow2_cache_peek(struct qcow2_cache *c, uint64_t off);
 int qcow2_cache_flush(struct qcow2 *s, struct qcow2_cache *c);
 void qcow2_cache_drop(struct qcow2_cache *c, uint64_t off);
 void qcow2_cache_drop_all(struct qcow2_cache *c);
@@ -163,6 +165,21 @@ int qcow2_preadv_plan(struct qcow2 *s, uint64_t off, const struct iovec *iov, in
 int qcow2_rdseg_run(struct qcow2 *s, const struct qcow2_rdseg *segs, size_t n,
                     const struct iovec *iov, int iovcnt);
 int qcow2_pwrite_locked(struct qcow2 *s, uint64_t off, const uint8_t *buf, uint64_t len);
+/* Writes that only overwrite clusters the image owns (allocated, COPIED) need no metadata
+ * change: plan (under the lock) lists their host ranges, or returns -EAGAIN when any cluster
+ * needs qcow2_pwrite_locked; run writes them after the lock is dropped, counted in
+ * s->readers so no cluster of the plan is freed (and reused) meanwhile. */
+int qcow2_pwrite_plan(struct qcow2 *s, uint64_t off, uint64_t len, struct qcow2_rdseg **segs,
+                      size_t *nsegs);
+int qcow2_wrseg_run(struct qcow2 *s, const struct qcow2_rdseg *segs, size_t n,
+                    const struct iovec *iov, int iovcnt);
+/* Maps [off, off+len) to one contiguous host range using only cached tables (no I/O, for
+ * the thread that submits to io_uring): every cluster normal and, for writes, owned
+ * (COPIED). -EAGAIN when anything else is needed. Under the lock. */
+int qcow2_map_cached(struct qcow2 *s, uint64_t off, uint64_t len, bool write, uint64_t *host);
+/* Waits for data I/O running without the lock (s->readers); call with the lock held. */
+void qcow2_wait_data_io(struct qcow2 *s);
+
 int qcow2_zero_or_discard(struct qcow2 *s, uint64_t off, uint64_t len, int mode);
 #define QZ_ZERO 0        /* write zeroes, keep allocation */
 #define QZ_ZERO_UNMAP 1  /* write zeroes, may deallocate */
@@ -175,6 +192,13 @@ int qcow2_block_status_locked(struct qcow2 *s, uint64_t off, uint64_t len, uint6
                               unsigned *status, uint64_t *map);
 int qcow2_write_compressed_locked(struct qcow2 *s, uint64_t off, const uint8_t *buf,
                                   size_t len);
+/* The two halves of a compressed write, so clusters can be compressed in parallel without
+ * the lock: compress one cluster (len < cluster only for the image's last cluster; returns
+ * the length, or -ENOSPC when incompressible), then store it (under the lock; clen -ENOSPC
+ * stores buf plainly). out holds at least one cluster. */
+long qcow2_compress_cluster(struct qcow2 *s, const uint8_t *buf, size_t len, uint8_t *out);
+int qcow2_store_compressed_locked(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t len,
+                                  const uint8_t *out, long clen);
 
 /* qcow2_compress.c */
 int qcow2_decompress(struct qcow2 *s, const uint8_t *in, size_t inlen, uint8_t *out,

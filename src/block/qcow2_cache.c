@@ -88,6 +88,16 @@ int qcow2_flush_all(struct qcow2 *s)
     return r;
 }
 
+uint8_t *qcow2_cache_peek(struct qcow2_cache *c, uint64_t off)
+{
+    for (unsigned i = 0; off && i < c->n; i++)
+        if (c->off[i] == off) {
+            c->lru[i] = ++c->tick;
+            return c->data[i];
+        }
+    return NULL;
+}
+
 int qcow2_cache_get(struct qcow2 *s, struct qcow2_cache *c, uint64_t off, bool read,
                     uint8_t **data, unsigned *slot)
 {

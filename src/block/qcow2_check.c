@@ -65,6 +65,7 @@ static int walk_l2(struct counter *c, uint64_t l2off, bool active, bool *modifie
 {
     struct qcow2 *s = c->s;
     uint64_t cs = s->cluster_size;
+    c->last_host = 0; /* contiguity is judged within one L2 table, as qemu-img does */
     for (uint64_t j = 0; j < s->l2_entries; j++) {
         uint64_t bm, e = qcow2_l2_get(s, l2, j, &bm);
         if (e & QCOW_OFLAG_COMPRESSED) {
@@ -88,8 +89,10 @@ static int walk_l2(struct counter *c, uint64_t l2off, bool active, bool *modifie
             }
             inc_n(c, off, len, c->mult, "compressed data");
             if (active) {
+                /* Compressed clusters share host sectors: fragmented by nature (qemu-img). */
                 c->res->compressed_clusters++;
                 c->res->allocated_clusters++;
+                c->res->fragmented_clusters++;
             }
             continue;
         }
@@ -264,7 +267,8 @@ static int compare(struct qcow2 *s, const uint32_t *counts, uint64_t nb,
             res->check_errors++;
             continue;
         }
-        if (counts[k])
+        /* Leaked clusters still occupy the file: qemu-img counts them in the end offset. */
+        if (counts[k] || rc)
             end = k + 1;
         if (rc == counts[k])
             continue;

@@ -185,6 +185,89 @@ int qcow2_rdseg_run(struct qcow2 *s, const struct qcow2_rdseg *segs, size_t n,
     return r;
 }
 
+int qcow2_pwrite_plan(struct qcow2 *s, uint64_t off, uint64_t len, struct qcow2_rdseg **segs,
+                      size_t *nsegs)
+{
+    size_t cap = 0;
+    *segs = NULL;
+    *nsegs = 0;
+    if (s->snapshot_view || s->extended_l2 || s->b->read_only)
+        return -EAGAIN;
+    uint64_t cs = s->cluster_size;
+    for (uint64_t pos = 0; pos < len;) {
+        uint64_t guest = off + pos;
+        uint64_t inc = guest & (cs - 1);
+        uint64_t n = MIN(len - pos, cs - inc);
+        uint8_t *l2;
+        uint64_t idx;
+        int r = l2_lookup(s, guest, &l2, &idx);
+        if (r < 0 || !l2)
+            goto slow;
+        uint64_t e = qcow2_l2_get(s, l2, idx, NULL);
+        uint64_t host = e & L2E_OFFSET_MASK;
+        /* Only clusters this image alone owns are overwritten in place: anything else
+         * (unallocated, zero, compressed, shared with a snapshot) changes metadata. */
+        if (qcow2_entry_type(s, e) != QC_NORMAL || !(e & QCOW_OFLAG_COPIED) || !host ||
+            (host & (cs - 1)))
+            goto slow;
+        seg_add(segs, nsegs, &cap, false, host + inc, (size_t)pos, n);
+        pos += n;
+    }
+    return 0;
+slow:
+    free(*segs);
+    *segs = NULL;
+    *nsegs = 0;
+    return -EAGAIN;
+}
+
+int qcow2_map_cached(struct qcow2 *s, uint64_t off, uint64_t len, bool write, uint64_t *host)
+{
+    if (s->extended_l2 || len == 0 || (write && (s->snapshot_view || s->b->read_only)))
+        return -EAGAIN;
+    uint64_t cs = s->cluster_size, first = 0;
+    for (uint64_t pos = 0; pos < len;) {
+        uint64_t guest = off + pos;
+        uint64_t inc = guest & (cs - 1);
+        uint64_t n = MIN(len - pos, cs - inc);
+        uint64_t l1_idx = guest >> (s->cluster_bits + s->l2_bits);
+        if (l1_idx >= s->l1_size)
+            return -EAGAIN;
+        uint64_t l2off = s->l1[l1_idx] & L1E_OFFSET_MASK;
+        if (!l2off || (l2off & (cs - 1)))
+            return -EAGAIN;
+        uint8_t *l2 = qcow2_cache_peek(&s->l2c, l2off);
+        if (!l2)
+            return -EAGAIN;
+        uint64_t e = qcow2_l2_get(s, l2, (guest >> s->cluster_bits) & (s->l2_entries - 1), NULL);
+        uint64_t h = e & L2E_OFFSET_MASK;
+        if (qcow2_entry_type(s, e) != QC_NORMAL || !h || (h & (cs - 1)) ||
+            (write && !(e & QCOW_OFLAG_COPIED)))
+            return -EAGAIN;
+        if (pos == 0)
+            first = h + inc;
+        else if (h + inc != first + pos)
+            return -EAGAIN; /* not contiguous on the host: the pool splits it */
+        pos += n;
+    }
+    *host = first;
+    return 0;
+}
+
+int qcow2_wrseg_run(struct qcow2 *s, const struct qcow2_rdseg *segs, size_t n,
+                    const struct iovec *iov, int iovcnt)
+{
+    struct iovec stack[32], *sub = iovcnt <= 32 ? stack : xmalloc(sizeof(*sub) * iovcnt);
+    int r = 0;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        int cnt = iov_slice(iov, iovcnt, segs[i].pos, segs[i].len, sub);
+        r = blk_file_pwritev(&s->f, segs[i].addr, sub, cnt);
+    }
+    if (sub != stack)
+        free(sub);
+    return r;
+}
+
 int qcow2_preadv_plan(struct qcow2 *s, uint64_t off, const struct iovec *iov, int iovcnt,
                       struct qcow2_rdseg **segs, size_t *nsegs)
 {
@@ -699,21 +782,39 @@ int qcow2_write_compressed_locked(struct qcow2 *s, uint64_t off, const uint8_t *
     }
     if (s->snapshot_view)
         return -EROFS;
+    uint8_t *out = xmalloc(cs);
+    long clen = qcow2_compress_cluster(s, buf, len, out);
+    int r = qcow2_store_compressed_locked(s, off, buf, len, out, clen);
+    free(out);
+    return r;
+}
+
+long qcow2_compress_cluster(struct qcow2 *s, const uint8_t *buf, size_t len, uint8_t *out)
+{
+    uint64_t cs = s->cluster_size;
+    if (len == cs)
+        return qcow2_compress(s, buf, cs, out, cs - 512);
+    uint8_t *in = xzalloc(cs); /* the image's last, partial cluster: zero-padded */
+    memcpy(in, buf, len);
+    long clen = qcow2_compress(s, in, cs, out, cs - 512);
+    free(in);
+    return clen;
+}
+
+int qcow2_store_compressed_locked(struct qcow2 *s, uint64_t off, const uint8_t *buf, size_t len,
+                                  const uint8_t *out, long clen)
+{
+    uint64_t cs = s->cluster_size;
+    if (s->snapshot_view)
+        return -EROFS;
     int r = mark_dirty_bit(s);
     if (r < 0)
         return r;
-    uint8_t *in = xzalloc(cs);
-    memcpy(in, buf, len);
-    uint8_t *out = xmalloc(cs);
-    long clen = qcow2_compress(s, in, cs, out, cs - 512);
     if (clen < 0) {
-        free(out);
-        free(in);
         if (clen != -ENOSPC)
             return (int)clen;
         return qcow2_pwrite_locked(s, off, buf, len); /* incompressible: store it plainly */
     }
-    free(in);
     uint64_t coff;
     uint64_t pos = s->compress_pos;
     if (pos && (pos % cs) + (uint64_t)clen <= cs) {
@@ -728,7 +829,6 @@ int qcow2_write_compressed_locked(struct qcow2 *s, uint64_t off, const uint8_t *
         r = -EFBIG;
     if (r == 0)
         r = blk_file_pwrite(&s->f, coff, out, (size_t)clen);
-    free(out);
     if (r < 0)
         return r;
     s->compress_pos = ALIGN_UP(coff + (uint64_t)clen, 512);

@@ -75,6 +75,7 @@ int qcow2_create(const char *filename, const struct blk_create_opts *o)
         int r = backing_size(filename, o, &size);
         if (r < 0)
             return r;
+        size = ALIGN_UP(size, 512ull); /* a raw backing file may end mid-sector */
     }
     unsigned cbits = (unsigned)__builtin_ctzll(cs);
     uint64_t l2e = cs / (o->extended_l2 ? 16 : 8);

@@ -204,16 +204,24 @@ static int ensure_rb(struct qcow2 *s, uint64_t idx, uint8_t **rb, unsigned *slot
     return rb_lookup(s, idx, rb, slot);
 }
 
+void qcow2_wait_data_io(struct qcow2 *s)
+{
+    while (__atomic_load_n(&s->readers, __ATOMIC_ACQUIRE)) {
+        blk_aio_reap_hooks(s->b->aio); /* io_uring data I/O is released when reaped */
+        sched_yield();
+    }
+}
+
 int qcow2_update_refcount(struct qcow2 *s, uint64_t off, uint64_t len, int64_t delta)
 {
     if (len == 0 || delta == 0)
         return 0;
     uint64_t cs = s->cluster_size;
     uint64_t first = off / cs, last = (off + len - 1) / cs;
-    /* A read planned earlier may still be reading a cluster we are about to free (and that
-     * could then be reused): wait for such reads. No new ones start: we hold the lock. */
-    while (delta < 0 && __atomic_load_n(&s->readers, __ATOMIC_ACQUIRE))
-        sched_yield();
+    /* A read or in-place write planned earlier may still use a cluster we are about to free
+     * (and that could then be reused): wait for it. No new ones start: we hold the lock. */
+    if (delta < 0)
+        qcow2_wait_data_io(s);
     for (uint64_t c = first; c <= last; c++) {
         uint64_t idx = c / s->rb_entries;
         uint8_t *rb;

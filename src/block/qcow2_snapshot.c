@@ -361,6 +361,9 @@ int qcow2_snapshot_create(struct blk *b, const char *name)
         return -EINVAL;
     }
     pthread_mutex_lock(&s->lock);
+    /* An in-place write still in flight would otherwise land in a cluster the snapshot
+     * is about to share. */
+    qcow2_wait_data_io(s);
     int r;
     if (s->snapshot_view) {
         r = -EROFS;

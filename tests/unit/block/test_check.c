@@ -316,11 +316,90 @@ static void test_garbage_compressed(void **st)
     blk_close(b);
 }
 
+/* A number from qemu-img check --output=json (0 when qemu leaves the key out). */
+static uint64_t json_num(const char *json, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof(k), "\"%s\":", key);
+    const char *p = strstr(json, k);
+    return p ? strtoull(p + strlen(k), NULL, 10) : 0;
+}
+
+/* Our check's figures must equal qemu-img's on the same image. */
+static void compare_with_qemu(const char *path)
+{
+    char cmd[512], json[8192];
+    snprintf(cmd, sizeof(cmd), "qemu-img check -f qcow2 --output=json '%s' 2>/dev/null", path);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    size_t n = fread(json, 1, sizeof(json) - 1, f);
+    json[n] = 0;
+    pclose(f);
+    assert_non_null(strstr(json, "image-end-offset"));
+    struct blk_check_result res;
+    uint64_t c, k;
+    check_counts(path, 0, &c, &k, &res);
+    fprintf(stderr, "%s: qemu %s\n", path, json);
+    assert_int_equal(res.image_end_offset, json_num(json, "image-end-offset"));
+    assert_int_equal(res.fragmented_clusters, json_num(json, "fragmented-clusters"));
+    assert_int_equal(res.compressed_clusters, json_num(json, "compressed-clusters"));
+    assert_int_equal(res.allocated_clusters, json_num(json, "allocated-clusters"));
+    assert_int_equal(res.total_clusters, json_num(json, "total-clusters"));
+    assert_int_equal(res.leaks, json_num(json, "leaks"));
+    assert_int_equal(res.corruptions, json_num(json, "corruptions"));
+}
+
+static void test_check_figures_like_qemu(void **st)
+{
+    if (!have_qemu) {
+        fprintf(stderr, "note: qemu-img not found, comparison skipped\n");
+        return;
+    }
+    /* A compressed cluster, plain data after it, and a leaked cluster past the last used. */
+    const char *path = bt_path("figures.qcow2");
+    bt_create_qcow2(path, 1 * MiB_, NULL);
+    struct blk *b = bt_open(path, "qcow2", false);
+    uint8_t buf[131072];
+    memset(buf, 0x5c, sizeof(buf));
+    assert_int_equal(blk_pwrite_compressed(b, 0, buf, 65536), 0);
+    assert_int_equal(blk_pwrite(b, 128 * KiB_, buf, sizeof(buf)), 0);
+    blk_close(b);
+    compare_with_qemu(path);
+    struct blk_check_result res;
+    uint64_t c, k;
+    check_counts(path, 0, &c, &k, &res);
+    assert_int_equal(res.fragmented_clusters, 1); /* the compressed one */
+    int fd = open(path, O_RDWR);
+    struct layout l = get_layout(fd);
+    off_t end = lseek(fd, 0, SEEK_END);
+    assert_int_equal(ftruncate(fd, end + 2 * 65536), 0);
+    uint8_t one[2] = {0, 1};
+    uint64_t leaked = (uint64_t)end / 65536 + 1; /* leaves a free cluster before it */
+    assert_int_equal(pwrite(fd, one, 2, (off_t)(l.rb + leaked * 2)), 2);
+    close(fd);
+    compare_with_qemu(path);
+    check_counts(path, 0, &c, &k, &res);
+    assert_int_equal(res.image_end_offset, (leaked + 1) * 65536);
+
+    /* Data in two L2 tables, written out of guest order: fragmentation as qemu counts it. */
+    path = bt_path("frag.qcow2");
+    bt_create_qcow2(path, 1 * GiB_, NULL);
+    b = bt_open(path, "qcow2", false);
+    assert_int_equal(blk_pwrite(b, 600 * MiB_, buf, sizeof(buf)), 0);
+    assert_int_equal(blk_pwrite(b, 0, buf, 65536), 0);
+    assert_int_equal(blk_pwrite(b, 600 * MiB_ + 256 * KiB_, buf, 65536), 0);
+    assert_int_equal(blk_pwrite(b, 64 * KiB_, buf, 65536), 0);
+    assert_int_equal(blk_pwrite_compressed(b, 601 * MiB_, buf, 65536), 0);
+    blk_close(b);
+    compare_with_qemu(path);
+}
+
 int main(void)
 {
     have_qemu = bt_have_qemu_img();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_leak),
+        cmocka_unit_test(test_check_figures_like_qemu),
         cmocka_unit_test(test_refcount_too_low),
         cmocka_unit_test(test_overlap),
         cmocka_unit_test(test_past_eof),

@@ -311,6 +311,54 @@ static void test_compressed(void **st)
     }
 }
 
+/* One compressed write of many clusters (compressed in parallel, stored in order), ending
+ * with the image's partial last cluster, over clusters that already hold data. */
+static void test_compressed_multi(void **st)
+{
+    static const char *types[] = {"cluster_size=4k", "compression_type=zstd"};
+    for (int t = 0; t < 2; t++) {
+        const char *path = bt_path("cm.qcow2");
+        uint64_t cs = t ? 65536 : 4096, size = 300 * cs + 1536;
+        bt_create_qcow2(path, size, types[t]);
+        struct blk *b = bt_open(path, "qcow2", false);
+        struct model m = {.data = calloc(1, size), .size = size};
+        /* Plain data first, so the compressed write must free what it replaces. */
+        bt_pattern(m.data, 20 * cs, 0, 3);
+        assert_int_equal(blk_pwrite(b, 0, m.data, 20 * cs), 0);
+        for (uint64_t c = 0; c < 300 + 1; c++) {
+            uint64_t n = size - c * cs < cs ? size - c * cs : cs;
+            if (c % 7 == 3)
+                bt_pattern(m.data + c * cs, n, c * cs, 4); /* incompressible */
+            else
+                for (uint64_t i = 0; i < n; i++)
+                    m.data[c * cs + i] = (uint8_t)((i / 50) * (c + 1));
+        }
+        /* Not cluster aligned, or a partial cluster before the end: refused. */
+        assert_int_equal(blk_pwrite_compressed(b, 512, m.data, 4 * cs), -EINVAL);
+        assert_int_equal(blk_pwrite_compressed(b, 0, m.data, 4 * cs + 512), -EINVAL);
+        assert_int_equal(blk_pwrite_compressed(b, cs, m.data + cs, 10 * cs), 0);
+        assert_int_equal(blk_pwrite_compressed(b, 0, m.data, cs), 0);
+        assert_int_equal(blk_pwrite_compressed(b, 11 * cs, m.data + 11 * cs, size - 11 * cs), 0);
+        model_check(b, &m);
+        assert_int_equal(blk_flush_sync(b), 0);
+        assert_clean(b);
+        struct blk_check_result res;
+        assert_int_equal(blk_check(b, 0, &res), 0);
+        assert_true(res.compressed_clusters >= 250);
+        blk_close(b);
+        b = bt_open(path, "qcow2", true);
+        model_check(b, &m);
+        blk_close(b);
+        if (have_qemu) {
+            assert_int_equal(bt_qemu_check(path), 0);
+            const char *raw = bt_path("cm.raw");
+            write_raw_model(raw, &m);
+            assert_int_equal(bt_sh("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", path, raw), 0);
+        }
+        free(m.data);
+    }
+}
+
 static void test_snapshots(void **st)
 {
     const char *path = bt_path("s.qcow2");
@@ -378,12 +426,13 @@ static void test_truncate(void **st)
     assert_int_equal(blk_pwrite(b, 1 * MiB_ - 8192, buf, 8192), 0);
     assert_int_equal(blk_truncate(b, 1 * MiB_ - 5000, false, NULL), -EINVAL);
     assert_int_equal(blk_truncate(b, 1 * MiB_ - 5000, true, NULL), 0);
-    assert_int_equal(blk_size(b), 1 * MiB_ - 5000);
+    /* Sizes are whole sectors, rounded up like qemu-img: 1 MiB - 5000 -> 1 MiB - 4608. */
+    assert_int_equal(blk_size(b), 1 * MiB_ - 4608);
     /* 1 GiB with 4 KiB clusters needs a larger L1 table. */
     assert_int_equal(blk_truncate(b, 1 * GiB_, false, NULL), 0);
     assert_int_equal(blk_pread(b, 1 * MiB_ - 8192, buf, 8192), 0);
     for (int i = 0; i < 8192; i++)
-        assert_int_equal(buf[i], i < 8192 - 5000 ? 0xcc : 0);
+        assert_int_equal(buf[i], i < 8192 - 4608 ? 0xcc : 0);
     memset(buf, 0xdd, sizeof(buf));
     assert_int_equal(blk_pwrite(b, 1 * GiB_ - 8192, buf, 8192), 0);
     assert_int_equal(blk_flush_sync(b), 0);
@@ -569,6 +618,33 @@ static void test_snapshot_temp(void **st)
     blk_close(b);
 }
 
+/* Sizes are whole 512-byte sectors rounded UP, as qemu-img does: rounding down would lose
+ * the last bytes, and QEMU reads a qcow2 size rounded down, so vmkit must store it aligned. */
+static void test_size_rounding(void **st)
+{
+    const char *path = bt_path("round.qcow2");
+    bt_create_qcow2(path, 1234567, NULL);
+    struct blk *b = bt_open(path, "qcow2", false);
+    assert_int_equal(blk_size(b), 1234944);
+    assert_int_equal(blk_truncate(b, 2345679, false, NULL), 0);
+    assert_int_equal(blk_size(b), 2345984);
+    assert_int_equal(blk_truncate(b, 1234567, true, NULL), 0);
+    assert_int_equal(blk_size(b), 1234944);
+    blk_close(b);
+    if (have_qemu)
+        assert_int_equal(bt_sh("qemu-img info --output=json '%s' | grep -q '\"virtual-size\": 1234944'",
+                               path), 0);
+    const char *raw = bt_path("round.raw");
+    struct blk_create_opts co = {.format = "raw", .size = 1234567};
+    assert_int_equal(blk_create(raw, &co), 0);
+    b = bt_open(raw, "raw", false);
+    assert_int_equal(blk_size(b), 1234944);
+    /* A raw file keeps the exact size it is resized to (qemu-img resize does the same). */
+    assert_int_equal(blk_truncate(b, 2345679, false, NULL), 0);
+    assert_int_equal(blk_size(b), 2345679);
+    blk_close(b);
+}
+
 int main(void)
 {
     have_qemu = bt_have_qemu_img();
@@ -592,8 +668,10 @@ int main(void)
         cmocka_unit_test(test_backing_loop),
         cmocka_unit_test(test_discard),
         cmocka_unit_test(test_compressed),
+        cmocka_unit_test(test_compressed_multi),
         cmocka_unit_test(test_snapshots),
         cmocka_unit_test(test_truncate),
+        cmocka_unit_test(test_size_rounding),
         cmocka_unit_test(test_truncate_prealloc),
         cmocka_unit_test(test_amend),
         cmocka_unit_test(test_lazy_dirty_repair),
