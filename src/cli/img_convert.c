@@ -46,28 +46,42 @@ static int conv_zero(struct conv *c, uint64_t off, uint64_t len)
 static int conv_write_data(struct conv *c, uint64_t off, const uint8_t *buf, uint64_t len, bool must_mask)
 {
     if (c->compress) {
-        for (uint64_t p = 0; p < len; p += c->cluster) {
-            uint64_t n = MIN(c->cluster, len - p);
-            int ret;
-            if (img_is_all_zero(buf + p, n)) {
-                if (!must_mask)
-                    continue;
-                ret = conv_zero(c, off + p, n); /* masks the backing file */
-                if (ret < 0)
-                    return ret;
+        /* Runs of whole non-zero clusters go down in one call, which the driver compresses in
+         * parallel; zero clusters and the image's last, partial cluster end a run. */
+        uint64_t run = 0, run_len = 0;
+        for (uint64_t p = 0;; p += c->cluster) {
+            uint64_t n = p < len ? MIN(c->cluster, len - p) : 0;
+            bool zero = n && img_is_all_zero(buf + p, n);
+            if (n == c->cluster && !zero) {
+                if (!run_len)
+                    run = p;
+                run_len += n;
                 continue;
-            } else if (n < c->cluster) {
-                /* The image's last, partial cluster: drivers compress whole clusters only. */
-                ret = blk_pwrite(c->dst, off + p, buf + p, n);
-            } else {
-                ret = blk_pwrite_compressed(c->dst, off + p, buf + p, n);
             }
+            int ret = 0;
+            if (run_len)
+                ret = blk_pwrite_compressed(c->dst, off + run, buf + run, run_len);
             if (ret < 0) {
-                img_error("error while writing at byte %llu: %s", (unsigned long long)(off + p), strerror(-ret));
+                img_error("error while writing at byte %llu: %s", (unsigned long long)(off + run),
+                          strerror(-ret));
                 return ret;
             }
+            run_len = 0;
+            if (n == 0)
+                return 0;
+            if (zero && must_mask)
+                ret = conv_zero(c, off + p, n); /* masks the backing file */
+            else if (!zero)
+                ret = blk_pwrite(c->dst, off + p, buf + p, n); /* drivers compress whole clusters */
+            if (ret < 0) {
+                if (!zero)
+                    img_error("error while writing at byte %llu: %s",
+                              (unsigned long long)(off + p), strerror(-ret));
+                return ret;
+            }
+            if (n < c->cluster)
+                return 0;
         }
-        return 0;
     }
     uint64_t p = 0;
     while (p < len) {
