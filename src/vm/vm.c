@@ -86,7 +86,8 @@ static void vm_on_request(struct machine *m, enum machine_request req)
     if (req > vm->request)
         vm->request = req;
     __atomic_store_n(&vm->stopping, true, __ATOMIC_SEQ_CST);
-    /* Only threads not yet joined may be signalled; joining happens on this same loop thread. */
+    /* Only threads not yet joined may be signalled: vm_join_vcpus clears `running` under this
+     * lock before it joins. */
     for (unsigned i = 0; i < m->ncpus; i++)
         if (vm->vcpus[i].running)
             vm->ops->vcpu_kick(vm->vcpus[i].vcpu);
@@ -437,30 +438,40 @@ static void vm_stop_accel(struct vm *vm)
 
 static int vm_start_vcpus(struct vm *vm)
 {
+    /* Under the lock, so a vCPU asking for a stop while its siblings start sees them all. */
+    pthread_mutex_lock(&vm->m.lock);
     vm->stopping = false;
-    for (unsigned i = 0; i < vm->m.ncpus; i++) {
+    int r = 0;
+    for (unsigned i = 0; i < vm->m.ncpus && !r; i++) {
         struct vm_vcpu *vc = &vm->vcpus[i];
-        int r = pthread_create(&vc->thread, NULL, vm_vcpu_thread, vc);
-        if (r) {
+        r = pthread_create(&vc->thread, NULL, vm_vcpu_thread, vc);
+        if (r)
             log_error("cannot start the thread of vCPU %u: %s", i, strerror(r));
-            return -r;
-        }
-        vc->running = true;
+        else
+            vc->running = true;
     }
-    return 0;
+    pthread_mutex_unlock(&vm->m.lock);
+    return -r;
 }
 
 static void vm_join_vcpus(struct vm *vm)
 {
+    /* One kick is enough (a kicked vCPU sees `stopping` before it runs again). Clearing
+     * `running` under the lock, before joining, keeps vm_on_request on another vCPU thread from
+     * signalling a thread that has been joined. */
+    bool joinable[vm->m.ncpus];
+    pthread_mutex_lock(&vm->m.lock);
     __atomic_store_n(&vm->stopping, true, __ATOMIC_SEQ_CST);
-    for (unsigned i = 0; i < vm->m.ncpus; i++)
-        if (vm->vcpus[i].running && vm->vcpus[i].vcpu)
-            vm->ops->vcpu_kick(vm->vcpus[i].vcpu);
     for (unsigned i = 0; i < vm->m.ncpus; i++) {
-        if (vm->vcpus[i].running)
-            pthread_join(vm->vcpus[i].thread, NULL);
+        joinable[i] = vm->vcpus[i].running;
+        if (joinable[i])
+            vm->ops->vcpu_kick(vm->vcpus[i].vcpu);
         vm->vcpus[i].running = false;
     }
+    pthread_mutex_unlock(&vm->m.lock);
+    for (unsigned i = 0; i < vm->m.ncpus; i++)
+        if (joinable[i])
+            pthread_join(vm->vcpus[i].thread, NULL);
 }
 
 /* A reset rebuilds the accelerator's VM and reloads the guest: RAM is cleared, devices return to
@@ -653,6 +664,7 @@ int vm_run(const struct vm_config *cfg)
 
     for (;;) {
         if (vm_start_vcpus(vm) < 0) {
+            vm_join_vcpus(vm); /* the ones that did start */
             exit_code = 1;
             break;
         }
