@@ -8,7 +8,7 @@
 #include "chardev/chardev.h"
 #include "hw/devices.h"
 #include "hw/pci.h"
-#include "hw/virtio/virtio_net.h" /* networking hook in vm_add_devices */
+#include "hw/virtio/virtio_net.h"
 #include "machine/acpi.h"
 #include "machine/boot.h"
 #include "machine/layout.h"
@@ -297,8 +297,8 @@ static int vm_add_devices(struct vm *vm)
         return -EINVAL;
     struct vm_device_ctx ctx = {.m = m, .pci = vm->pci, .cfg = cfg, .blk_aio = vm_blk_aio,
                                 .vm = vm};
-    /* Networking hook (virtio-net, docs/virtio-net.md): the backends of -netdev/-net/-nic exist
-     * before any NIC looks them up; ones the VM layer already created are left alone. */
+    /* The backends of -netdev/-net/-nic exist before any NIC looks them up (an id that two
+     * options share is created once). */
     for (unsigned i = 0; i < cfg->nnetdevs; i++) {
         struct net_backend *nb;
         if (!net_backend_lookup(cfg->netdevs[i].id) &&
@@ -314,8 +314,7 @@ static int vm_add_devices(struct vm *vm)
         if (model->create(&ctx, cfg->devices[i].opts) < 0)
             return -EINVAL;
     }
-    /* Networking hook: the NICs of -nic and -net nic (always virtio-net-pci), after the -device
-     * list as in QEMU. */
+    /* The NICs of -nic and -net nic (always virtio-net-pci), after the -device list as in QEMU. */
     for (unsigned i = 0; i < cfg->nnics; i++)
         if (virtio_net_pci_create_nic(&ctx, &cfg->nics[i]) < 0)
             return -EINVAL;
