@@ -346,9 +346,10 @@ static void test_stdio_escapes_and_restore(void **state)
     RUN_UNTIL(got_len == 6);
     assert_memory_equal(got, "ab\x01" "cd\x03", 6);
     char out[2048] = {0};
-    assert_true(read_until(master, out, sizeof(out), "C-a x    exit emulator"));
+    /* Read up to the help's last line: the pty may hand it over in several pieces. */
+    assert_true(read_until(master, out, sizeof(out), "C-a C-a  sends C-a"));
     assert_non_null(strstr(out, "C-a h    print this help"));
-    assert_non_null(strstr(out, "C-a C-a  sends C-a"));
+    assert_non_null(strstr(out, "C-a x    exit emulator"));
 
     /* The escape works even while the guest takes no input. */
     room = 0;
