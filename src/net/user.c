@@ -1,4 +1,5 @@
 /* -netdev user: libslirp NAT (DHCP, DNS, hostfwd, no root), its fds and timers on the evloop. */
+#include "base/dynlib.h"
 #include "base/evloop.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -155,6 +156,32 @@ static const SlirpCb user_cb = {
     .notify = user_notify,
 };
 
+/* libslirp, loaded by the first -netdev user (base/dynlib.h says why). */
+static struct {
+    Slirp *(*new_)(const SlirpConfig *cfg, const SlirpCb *callbacks, void *opaque);
+    void (*cleanup)(Slirp *slirp);
+    void (*input)(Slirp *slirp, const uint8_t *pkt, int pkt_len);
+    void (*pollfds_fill)(Slirp *slirp, uint32_t *timeout, SlirpAddPollCb add_poll, void *opaque);
+    void (*pollfds_poll)(Slirp *slirp, int select_error, SlirpGetREventsCb get_revents,
+                         void *opaque);
+    int (*add_hostfwd)(Slirp *slirp, int is_udp, struct in_addr host_addr, int host_port,
+                       struct in_addr guest_addr, int guest_port);
+} slirp_api;
+
+static int slirp_api_load(const char *id)
+{
+    static const char *const names[] = {"slirp_new", "slirp_cleanup", "slirp_input",
+                                        "slirp_pollfds_fill", "slirp_pollfds_poll",
+                                        "slirp_add_hostfwd"};
+    char why[256];
+    if (dynlib_load("libslirp.so.0", "libslirp0", names, (void **)&slirp_api,
+                    sizeof(slirp_api) / sizeof(void *), why, sizeof(why)) < 0) {
+        log_error("-netdev user,id=%s: %s", id, why);
+        return -ENOENT;
+    }
+    return 0;
+}
+
 static int user_add_poll(int fd, int events, void *opaque)
 {
     struct user_be *u = opaque;
@@ -200,7 +227,7 @@ static void user_sync(struct user_be *u)
         return;
     uint32_t timeout = UINT32_MAX;
     u->npfd = 0;
-    slirp_pollfds_fill(u->slirp, &timeout, user_add_poll, u);
+    slirp_api.pollfds_fill(u->slirp, &timeout, user_add_poll, u);
 
     struct user_fd *now = xmalloc((u->npfd + 1) * sizeof(*now));
     unsigned nnow = 0;
@@ -254,7 +281,7 @@ static void user_poll_pass(struct user_be *u)
         ; /* drain; the revents come from poll() below */
     int n = u->npfd ? poll(u->pfd, u->npfd, 0) : 0;
     u->in_poll = true;
-    slirp_pollfds_poll(u->slirp, n < 0, user_get_revents, u);
+    slirp_api.pollfds_poll(u->slirp, n < 0, user_get_revents, u);
     u->in_poll = false;
     user_sync(u);
 }
@@ -278,7 +305,7 @@ static ssize_t user_send(struct net_backend *nb, unsigned q, const struct iovec 
         return len;
     if (len < 14)
         return -EINVAL; /* not even an Ethernet header */
-    slirp_input(u->slirp, buf, (int)len);
+    slirp_api.input(u->slirp, buf, (int)len);
     user_sync(u);
     return len;
 }
@@ -287,7 +314,7 @@ static void user_free(struct net_backend *nb)
 {
     struct user_be *u = container_of(nb, struct user_be, nb);
     if (u->slirp)
-        slirp_cleanup(u->slirp);
+        slirp_api.cleanup(u->slirp);
     while (u->timers)
         user_timer_free(u->timers, u);
     if (u->poll_timer)
@@ -318,6 +345,8 @@ int net_user_new(const struct net_backend_opts *o, struct evloop *ev, struct net
         log_error("-netdev user,id=%s: needs an event loop", o->id);
         return -EINVAL;
     }
+    if (slirp_api_load(o->id) < 0)
+        return -ENOENT;
     struct user_be *u = xzalloc(sizeof(*u));
     u->epfd = -1;
     u->qtail = &u->qhead;
@@ -351,7 +380,7 @@ int net_user_new(const struct net_backend_opts *o, struct evloop *ev, struct net
         .vnameserver = o->dns,
         .vdomainname = o->domainname,
     };
-    u->slirp = slirp_new(&cfg, &user_cb, u);
+    u->slirp = slirp_api.new_(&cfg, &user_cb, u);
     if (!u->slirp) {
         log_error("-netdev user,id=%s: libslirp refused the configuration", o->id);
         net_backend_free(&u->nb);
@@ -364,7 +393,7 @@ int net_user_new(const struct net_backend_opts *o, struct evloop *ev, struct net
         char ha[INET_ADDRSTRLEN], ga[INET_ADDRSTRLEN];
         inet_ntop(AF_INET, &f->host_addr, ha, sizeof(ha));
         inet_ntop(AF_INET, &f->guest_addr, ga, sizeof(ga));
-        if (slirp_add_hostfwd(u->slirp, f->udp, f->host_addr, f->host_port, f->guest_addr,
+        if (slirp_api.add_hostfwd(u->slirp, f->udp, f->host_addr, f->host_port, f->guest_addr,
                               f->guest_port) < 0) {
             log_error("-netdev user,id=%s: cannot forward host %s port %s:%u to the guest "
                       "(is the port in use?)",

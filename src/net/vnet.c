@@ -2,6 +2,7 @@
  * with state under the run dir so stop undoes exactly what start did. */
 #include <net/if.h> /* before the linux/ headers netif.h pulls in */
 #include "net/vnet.h"
+#include "base/dynlib.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "net/net.h"
@@ -84,9 +85,34 @@ static const char *forward_name(enum vnet_forward f)
 
 /* ---- XML ---- */
 
+/* libxml2, loaded when a network definition is first read (base/dynlib.h says why). xmlFree is
+ * a variable in libxml2: its symbol is the address of the function pointer. */
+static struct {
+    xmlDocPtr (*read_memory)(const char *buf, int size, const char *url, const char *encoding,
+                             int options);
+    xmlNodePtr (*doc_root)(const xmlDoc *doc);
+    xmlChar *(*get_prop)(const xmlNode *node, const xmlChar *name);
+    xmlChar *(*node_content)(const xmlNode *node);
+    void (*free_doc)(xmlDocPtr doc);
+    xmlFreeFunc *free_fn;
+} xml_api;
+
+static int xml_api_load(char *err, size_t errlen)
+{
+    static const char *const names[] = {"xmlReadMemory", "xmlDocGetRootElement", "xmlGetProp",
+                                        "xmlNodeGetContent", "xmlFreeDoc", "xmlFree"};
+    return dynlib_load("libxml2.so.2", "libxml2", names, (void **)&xml_api,
+                       sizeof(xml_api) / sizeof(void *), err, errlen);
+}
+
+static void xml_free(void *p)
+{
+    (*xml_api.free_fn)(p);
+}
+
 static char *attr(xmlNode *n, const char *name)
 {
-    return (char *)xmlGetProp(n, (const xmlChar *)name);
+    return (char *)xml_api.get_prop(n, (const xmlChar *)name);
 }
 
 static bool is(xmlNode *n, const char *name)
@@ -138,9 +164,9 @@ static int parse_dhcp_host(xmlNode *h, struct vnet_def *d, char *err, size_t err
     }
     d->nhosts++;
 out:
-    xmlFree(mac);
-    xmlFree(ipa);
-    xmlFree(name);
+    xml_free(mac);
+    xml_free(ipa);
+    xml_free(name);
     return ret;
 }
 
@@ -192,8 +218,8 @@ static int parse_ip(xmlNode *ip, struct vnet_def *d, char *err, size_t errlen)
             char *s = attr(r, "start"), *e = attr(r, "end");
             bool ok = s && e && inet_pton(AF_INET, s, &d->dhcp_start) == 1 &&
                       inet_pton(AF_INET, e, &d->dhcp_end) == 1;
-            xmlFree(s);
-            xmlFree(e);
+            xml_free(s);
+            xml_free(e);
             if (!ok)
                 FAIL("<dhcp><range> needs start= and end= IPv4 addresses");
             if (!same_net(d->dhcp_start, d->addr, d->prefix) ||
@@ -208,9 +234,9 @@ static int parse_ip(xmlNode *ip, struct vnet_def *d, char *err, size_t errlen)
         }
     }
 out:
-    xmlFree(a);
-    xmlFree(nm);
-    xmlFree(pf);
+    xml_free(a);
+    xml_free(nm);
+    xml_free(pf);
     return ret;
 }
 
@@ -224,18 +250,20 @@ int vnet_parse_xml(const char *xml, size_t len, struct vnet_def *d, char *err, s
         snprintf(err, errlen, "the file is too large for a network definition");
         return -EINVAL;
     }
-    xmlDoc *doc = xmlReadMemory(xml, (int)len, "network.xml", NULL,
-                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (xml_api_load(err, errlen) < 0)
+        return -ENOENT;
+    xmlDoc *doc = xml_api.read_memory(xml, (int)len, "network.xml", NULL,
+                                      XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
     char *v = NULL;
     if (!doc)
         FAIL("not well-formed XML");
-    xmlNode *root = xmlDocGetRootElement(doc);
+    xmlNode *root = xml_api.doc_root(doc);
     if (!root || !is(root, "network"))
         FAIL("the root element must be <network>");
     bool have_name = false, have_ip = false;
     for (xmlNode *n = root->children; n; n = n->next) {
         if (is(n, "name")) {
-            v = (char *)xmlNodeGetContent(n);
+            v = (char *)xml_api.node_content(n);
             if (!v || !valid_name(v))
                 FAIL("<name>%s</name>: use 1-50 letters, digits, '-', '_' or '.'", v ? v : "");
             snprintf(d->name, sizeof(d->name), "%s", v);
@@ -254,7 +282,7 @@ int vnet_parse_xml(const char *xml, size_t len, struct vnet_def *d, char *err, s
                 FAIL("<forward mode='%s'> is not supported; vmkit has nat, route, open and "
                      "bridge (no <forward> = isolated)",
                      v);
-            xmlFree(v);
+            xml_free(v);
             v = attr(n, "dev");
             if (v) {
                 if (!valid_ifname(v))
@@ -268,13 +296,13 @@ int vnet_parse_xml(const char *xml, size_t len, struct vnet_def *d, char *err, s
                     FAIL("<bridge name='%s'> is not a valid interface name (1-15 characters)", v);
                 snprintf(d->bridge, sizeof(d->bridge), "%s", v);
             }
-            xmlFree(v);
+            xml_free(v);
             v = attr(n, "stp");
             if (v && strcmp(v, "on") && strcmp(v, "off"))
                 FAIL("<bridge stp='%s'> takes on or off", v);
             if (v)
                 d->stp = !strcmp(v, "on");
-            xmlFree(v);
+            xml_free(v);
             v = attr(n, "delay");
             if (v) {
                 char *end;
@@ -293,7 +321,7 @@ int vnet_parse_xml(const char *xml, size_t len, struct vnet_def *d, char *err, s
         } else if (is(n, "ip")) {
             v = attr(n, "family");
             if ((v && strcmp(v, "ipv4")) || have_ip) {
-                xmlFree(v);
+                xml_free(v);
                 v = NULL;
                 continue; /* IPv6 and extra networks: not supported, ignored */
             }
@@ -301,7 +329,7 @@ int vnet_parse_xml(const char *xml, size_t len, struct vnet_def *d, char *err, s
                 goto out;
             have_ip = true;
         }
-        xmlFree(v);
+        xml_free(v);
         v = NULL;
     }
     if (!have_name)
@@ -321,9 +349,9 @@ int vnet_parse_xml(const char *xml, size_t len, struct vnet_def *d, char *err, s
                  forward_name(d->forward));
     }
 out:
-    xmlFree(v);
+    xml_free(v);
     if (doc)
-        xmlFreeDoc(doc);
+        xml_api.free_doc(doc);
     return ret;
 }
 #undef FAIL
