@@ -7,54 +7,11 @@
 #include <cmocka.h>
 
 #include "config/drive_opts.h"
-#include "config/vm_config.h"
+#include "config_test.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static char err_text[16384];
-
-static enum vm_config_parse_result parse_argv(struct vm_config *c, const char **args)
-{
-    int argc = 0;
-    while (args[argc])
-        argc++;
-    FILE *eo = tmpfile();
-    assert_non_null(eo);
-    fflush(stderr);
-    int save_err = dup(2);
-    dup2(fileno(eo), 2);
-    vm_config_init(c);
-    enum vm_config_parse_result r = vm_config_parse_args(c, argc, (char **)args);
-    fflush(stderr);
-    dup2(save_err, 2);
-    close(save_err);
-    fflush(eo);
-    rewind(eo);
-    size_t n = fread(err_text, 1, sizeof(err_text) - 1, eo);
-    err_text[n] = '\0';
-    fclose(eo);
-    return r;
-}
-
-#define PARSE(c, ...) parse_argv(c, (const char *[]){__VA_ARGS__, NULL})
-#define OK(c, ...)                                                                                 \
-    do {                                                                                           \
-        enum vm_config_parse_result r_ = PARSE(c, __VA_ARGS__);                                    \
-        if (r_ != VM_CONFIG_RUN)                                                                   \
-            fail_msg("expected success, got %d: %s", r_, err_text);                               \
-    } while (0)
-#define FAILS(msg, ...)                                                                            \
-    do {                                                                                           \
-        struct vm_config c_;                                                                       \
-        enum vm_config_parse_result r_ = PARSE(&c_, __VA_ARGS__);                                  \
-        vm_config_free(&c_);                                                                       \
-        if (r_ != VM_CONFIG_ERROR)                                                                 \
-            fail_msg("expected an error containing \"%s\", got %d", msg, r_);                     \
-        if (!strstr(err_text, msg))                                                                \
-            fail_msg("expected \"%s\" in: %s", msg, err_text);                                    \
-    } while (0)
 
 static void test_virtio_drive_defaults(void **state)
 {
@@ -360,24 +317,12 @@ static void test_blk_device_opts(void **state)
 
 static void test_device_help(void **state)
 {
-    FILE *o = tmpfile();
-    fflush(stdout);
-    int save = dup(1);
-    dup2(fileno(o), 1);
     struct vm_config c;
     enum vm_config_parse_result r = PARSE(&c, "-device", "virtio-blk-pci,help");
     vm_config_free(&c);
-    fflush(stdout);
-    dup2(save, 1);
-    close(save);
-    rewind(o);
-    char out[4096];
-    size_t n = fread(out, 1, sizeof(out) - 1, o);
-    out[n] = '\0';
-    fclose(o);
     assert_int_equal(r, VM_CONFIG_EXIT_OK);
-    assert_non_null(strstr(out, "num-queues=<uint>"));
-    assert_non_null(strstr(out, "logical_block_size"));
+    assert_non_null(strstr(out_text, "num-queues=<uint>"));
+    assert_non_null(strstr(out_text, "logical_block_size"));
     assert_false(vm_blk_device_print_help("pci-testdev"));
 }
 
