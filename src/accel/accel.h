@@ -70,6 +70,11 @@ struct vcpu_exit {
 struct accel_config {
     unsigned ncpus, maxcpus, sockets, dies, cores, threads;
     const char *cpu_model; /* "host", or a named model */
+    /* emu only (docs/emu.md): vCPUs in parallel on host time, or in turns on a virtual clock
+     * of 2^icount_shift ns per instruction whose idle time is skipped, or slept if icount_sleep. */
+    bool multi_thread;
+    unsigned icount_shift;
+    bool icount_sleep;
 };
 
 struct accel_ops {
@@ -100,6 +105,14 @@ struct accel_ops {
      * an exit; a write to fd raises the MSI (addr,data) without a userspace round trip. */
     int (*ioeventfd)(struct accel *a, uint64_t addr, unsigned len, bool pio, int fd, bool assign);
     int (*irqfd)(struct accel *a, int fd, uint64_t msi_addr, uint32_t msi_data, bool assign);
+
+    /* Optional (NULL: host CLOCK_MONOTONIC): the clock the guest's timers and TSC follow, in
+     * ns; devices with timers of their own (the ACPI PM timer) read it too. */
+    uint64_t (*clock_ns)(struct accel *a);
+    /* Optional: the event loop is about to run (enter) or has run (!enter) device callbacks for
+     * host events (I/O completions, input). A deterministic accelerator admits them only
+     * between vCPU slices, so they land at the same guest instruction run after run. */
+    void (*host_events)(struct accel *a, bool enter);
 };
 
 extern const struct accel_ops accel_kvm_ops;

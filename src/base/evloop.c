@@ -29,6 +29,8 @@ struct evloop {
     int epfd;
     int wakefd; /* eventfd: stop requests and queued calls */
     pthread_mutex_t *lock;
+    void (*gate)(void *opaque, bool enter); /* around each batch, outside the lock; or NULL */
+    void *gate_opaque;
     struct evloop_watch *watches;
     pthread_mutex_t calls_lock;
     struct evloop_call *calls, **calls_tail;
@@ -108,6 +110,12 @@ void evloop_set_lock(struct evloop *ev, pthread_mutex_t *lock)
     ev->lock = lock;
 }
 
+void evloop_set_gate(struct evloop *ev, void (*gate)(void *opaque, bool enter), void *opaque)
+{
+    ev->gate = gate;
+    ev->gate_opaque = opaque;
+}
+
 static struct evloop_watch *evloop_find(struct evloop *ev, int fd)
 {
     for (struct evloop_watch *w = ev->watches; w; w = w->next)
@@ -178,6 +186,8 @@ int evloop_run(struct evloop *ev)
                 continue;
             return -errno;
         }
+        if (ev->gate)
+            ev->gate(ev->gate_opaque, true);
         if (ev->lock)
             pthread_mutex_lock(ev->lock);
         for (int i = 0; i < n && !ev->stop; i++) {
@@ -188,6 +198,8 @@ int evloop_run(struct evloop *ev)
         evloop_reap(ev);
         if (ev->lock)
             pthread_mutex_unlock(ev->lock);
+        if (ev->gate)
+            ev->gate(ev->gate_opaque, false);
     }
     ev->stop = false;
     return 0;

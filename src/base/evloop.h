@@ -14,6 +14,9 @@ struct evloop *evloop_new(void);
 void evloop_free(struct evloop *ev);
 /* Callbacks run with this mutex held (the machine lock), so device code never races vCPUs. */
 void evloop_set_lock(struct evloop *ev, pthread_mutex_t *lock);
+/* gate(opaque, true) before and gate(opaque, false) after each batch of callbacks, outside the
+ * lock: lets a deterministic accelerator hold host events to its vCPU slice boundaries. */
+void evloop_set_gate(struct evloop *ev, void (*gate)(void *opaque, bool enter), void *opaque);
 
 int evloop_add_fd(struct evloop *ev, int fd, uint32_t epoll_events, evloop_fd_cb cb, void *opaque);
 int evloop_mod_fd(struct evloop *ev, int fd, uint32_t epoll_events);

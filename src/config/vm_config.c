@@ -434,14 +434,70 @@ static int opt_accel(struct parse_ctx *x, const char *arg)
     }
     if (add_accel(x, name))
         goto out;
+    const char *thread = qemu_opts_get(&o, "thread");
+    if (thread) {
+        if (strcmp(thread, "single") && strcmp(thread, "multi")) {
+            log_error("%s %s: thread=%s: use thread=single (vCPUs in turns on a virtual clock, "
+                      "reproducible) or thread=multi (vCPUs in parallel on host time)", x->opt,
+                      arg, thread);
+            goto out;
+        }
+        if (!strcmp(x->c->accels[x->c->naccels - 1], "emu"))
+            x->c->emu_multi_thread = !strcmp(thread, "multi");
+    }
     /* Tuning knobs of QEMU's accelerators; vmkit picks its own, so they are harmless to drop. */
-    static const char *const ignored[] = {"kernel-irqchip", "thread", "tb-size", "split-wx",
+    static const char *const ignored[] = {"kernel-irqchip", "tb-size", "split-wx",
                                           "dirty-ring-size", "kvm-shadow-mem", "notify-vmexit",
                                           "notify-window", "eager-split-size"};
     for (unsigned i = 0; i < ARRAY_SIZE(ignored); i++)
         if (qemu_opts_get(&o, ignored[i]))
             log_warn("%s %s: '%s' is accepted and ignored", x->opt, arg, ignored[i]);
     ret = reject_unused(x, &o, "kvm or emu and QEMU's tuning options, which it ignores");
+out:
+    qemu_opts_free(&o);
+    return ret;
+}
+
+/* -icount shift=N,sleep=on|off: the rate of emu's virtual clock. Unlike QEMU, vmkit's emu
+ * always counts instructions (thread=single); -icount only tunes it. */
+static int opt_icount(struct parse_ctx *x, const char *arg)
+{
+    struct qemu_opts o;
+    if (parse_opts(x, &o, arg, "shift"))
+        return OPT_ERROR;
+    int ret = OPT_ERROR;
+    struct vm_config *c = x->c;
+    const char *shift = qemu_opts_get(&o, "shift");
+    if (shift && !strcmp(shift, "auto")) {
+        log_error("%s %s: shift=auto follows the host's speed, which would make runs differ; "
+                  "give a fixed shift=0..10 (2^N ns per instruction)", x->opt, arg);
+        goto out;
+    }
+    unsigned n = 0;
+    int r = shift ? qemu_opts_get_uint(&o, "shift", &n) : 0;
+    if (r < 0 || n > 10) {
+        log_error("%s %s: shift must be a number from 0 to 10 (2^N ns per instruction)", x->opt,
+                  arg);
+        goto out;
+    }
+    bool sleep;
+    if (qemu_opts_get_bool(&o, "sleep", false, &sleep) < 0) {
+        log_error("%s %s: sleep must be on or off", x->opt, arg);
+        goto out;
+    }
+    const char *align = qemu_opts_get(&o, "align");
+    if (align && strcmp(align, "off")) {
+        log_error("%s %s: align=on is not supported; leave it out", x->opt, arg);
+        goto out;
+    }
+    if (qemu_opts_get(&o, "rr") || qemu_opts_get(&o, "rrfile") || qemu_opts_get(&o, "rrsnapshot")) {
+        log_error("%s %s: record/replay is not supported; leave rr= out", x->opt, arg);
+        goto out;
+    }
+    c->icount_given = true;
+    c->icount_shift = n;
+    c->icount_sleep = sleep;
+    ret = reject_unused(x, &o, "shift=N and sleep=on|off");
 out:
     qemu_opts_free(&o);
     return ret;
@@ -989,6 +1045,7 @@ static const struct opt_def options[] = {
     {"daemonize", false, opt_daemonize, NULL},
     {"pidfile", true, opt_pidfile, NULL},
     {"accel", true, opt_accel, NULL},
+    {"icount", true, opt_icount, NULL},
     {"enable-kvm", false, opt_enable_kvm, NULL},
     {"cpu", true, opt_cpu, NULL},
     {"machine", true, opt_machine, NULL},
@@ -1068,8 +1125,6 @@ static const struct opt_def options[] = {
     {"s", false, NULL, "is not supported yet: vmkit has no gdb stub"},
     {"d", true, NULL, "is not supported: vmkit logs to stderr; QEMU's log items do not apply"},
     {"D", true, NULL, "is not supported: vmkit logs to stderr; redirect it to a file"},
-    {"icount", true, NULL, "is not supported: vmkit's emu accelerator has no instruction "
-                           "counting mode"},
     {"runas", true, NULL, "is not supported yet: start vmkit as the user it should run as"},
     {"chroot", true, NULL, "is not supported yet: start vmkit inside the chroot"},
     {"sandbox", true, NULL, "is not supported yet: vmkit installs no seccomp filter"},
@@ -1100,6 +1155,20 @@ static int finish(struct parse_ctx *x)
     if (vm_config_drives_finish(c))
         return OPT_ERROR;
 
+    if (c->icount_given) {
+        bool emu = false;
+        for (unsigned i = 0; i < c->naccels; i++)
+            emu |= !strcmp(c->accels[i], "emu");
+        if (!emu) {
+            log_error("-icount: only the emu accelerator counts instructions; add -accel emu");
+            return OPT_ERROR;
+        }
+        if (c->emu_multi_thread) {
+            log_error("-icount: vCPUs running in parallel (-accel emu,thread=multi) follow host "
+                      "time; use thread=single or leave -icount out");
+            return OPT_ERROR;
+        }
+    }
     if (c->initrd && !c->kernel) {
         log_error("-initrd only allowed with -kernel option");
         return OPT_ERROR;

@@ -98,6 +98,12 @@ struct vm_config {
     const char *accels[VM_CONFIG_MAX_ACCELS];
     unsigned naccels;
     const char *cpu_features; /* "+x,-y" after -cpu MODEL,: accepted, warned about, ignored */
+    /* -accel emu: thread=multi runs vCPUs in parallel on host time; the default (single) runs
+     * them in turns on a virtual clock, so runs are reproducible (docs/emu.md). */
+    bool emu_multi_thread;
+    bool icount_given;     /* -icount given (valid only with emu, thread=single) */
+    unsigned icount_shift; /* -icount shift=N: 2^N virtual ns per instruction; default 0 */
+    bool icount_sleep;     /* -icount sleep=on: idle time passes in real time, not skipped */
     bool name_debug_threads;  /* -name ...,debug-threads=on: name vCPU threads "CPU n/KVM" */
     struct vm_config_device *devices; /* -device, in command-line order */
     unsigned ndevices;

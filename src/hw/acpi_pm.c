@@ -31,14 +31,15 @@ struct acpi_pm {
     struct machine *m;
     uint16_t pm1_sts, pm1_en, pm1_cnt;
     uint16_t gpe_sts, gpe_en;
-    uint64_t timer_base_ns;
     uint32_t last_timer_msb; /* for TMR_STS: the timer's bit 31 as last observed */
     bool sci_level;
 };
 
 static uint32_t acpi_pm_timer(const struct acpi_pm *pm)
 {
-    uint64_t ns = clock_monotonic_ns() - pm->timer_base_ns;
+    /* The machine's clock, so the PM timer agrees with the TSC (virtual under -accel emu); its
+     * starting value is arbitrary, as on hardware. */
+    uint64_t ns = machine_clock_ns(pm->m);
     return (uint32_t)((unsigned __int128)ns * PM_TIMER_HZ / 1000000000ULL);
 }
 
@@ -204,7 +205,6 @@ struct acpi_pm *acpi_pm_create(struct machine *m)
     };
     struct acpi_pm *pm = xzalloc(sizeof(*pm));
     pm->m = m;
-    pm->timer_base_ns = clock_monotonic_ns();
     for (unsigned i = 0; i < ARRAY_SIZE(blocks); i++) {
         if (bus_register(&m->pio, blocks[i].port, blocks[i].len, blocks[i].ops, pm,
                          blocks[i].name) < 0) {

@@ -61,7 +61,7 @@ struct rtc {
     uint64_t (*now_ns)(void);
     int64_t last_update_s; /* guest second at which UF was last considered */
     bool irq_level;
-    struct evtimer *periodic, *update;
+    struct machine_timer *periodic, *update; /* on the guest's clock */
 };
 
 static uint64_t rtc_host_realtime_ns(void)
@@ -173,10 +173,10 @@ static void rtc_arm_update(struct rtc *r)
     if (!r->update)
         return;
     if (!rtc_running(r) || !(r->cmos[RTC_REG_B] & (REG_B_UIE | REG_B_AIE))) {
-        evtimer_arm(r->update, 0, 0);
+        machine_timer_arm(r->update, 0, 0);
         return;
     }
-    evtimer_arm(r->update, NS_PER_SEC - rtc_subsec_ns(r), NS_PER_SEC);
+    machine_timer_arm(r->update, NS_PER_SEC - rtc_subsec_ns(r), NS_PER_SEC);
 }
 
 static void rtc_update_tick(void *opaque)
@@ -201,10 +201,10 @@ static void rtc_arm_periodic(struct rtc *r)
     uint64_t period = rtc_periodic_ns(r);
     if (!(r->cmos[RTC_REG_B] & REG_B_PIE) || !period ||
         (r->cmos[RTC_REG_A] & REG_A_DV_MASK) != REG_A_DV_32K) {
-        evtimer_arm(r->periodic, 0, 0);
+        machine_timer_arm(r->periodic, 0, 0);
         return;
     }
-    evtimer_arm(r->periodic, period, period);
+    machine_timer_arm(r->periodic, period, period);
 }
 
 static void rtc_periodic_tick(void *opaque)
@@ -381,8 +381,8 @@ struct rtc *rtc_create(struct machine *m)
     r->cmos[0x16] = 0x02;
     r->last_update_s = rtc_guest_sec(r);
     if (m->ev) {
-        r->periodic = evtimer_new(m->ev, rtc_periodic_tick, r);
-        r->update = evtimer_new(m->ev, rtc_update_tick, r);
+        r->periodic = machine_timer_new(m, rtc_periodic_tick, r);
+        r->update = machine_timer_new(m, rtc_update_tick, r);
     }
     machine_add_reset_handler(m, rtc_reset, r);
     return r;

@@ -1,5 +1,6 @@
 /* The machine object: buses, lock, and the requests devices make of the VM (reset, power-off). */
 #include "machine/machine.h"
+#include "base/evloop.h"
 #include "base/util.h"
 #include <errno.h>
 #include <stdlib.h>
@@ -52,4 +53,90 @@ int machine_ioeventfd(struct machine *m, uint64_t addr, unsigned len, bool pio, 
 int machine_irqfd(struct machine *m, int fd, uint64_t msi_addr, uint32_t msi_data, bool assign)
 {
     return m->irqfd ? m->irqfd(m, fd, msi_addr, msi_data, assign) : -ENOTSUP;
+}
+
+uint64_t machine_clock_ns(struct machine *m)
+{
+    return m->clock_ns ? m->clock_ns(m) : clock_monotonic_ns();
+}
+
+struct machine_timer {
+    struct machine *m;
+    void (*cb)(void *opaque);
+    void *opaque;
+    struct evtimer *host; /* when the event loop fires it */
+    uint64_t deadline;    /* machine clock ns; UINT64_MAX: disarmed */
+    uint64_t period;
+    struct machine_timer *next;
+};
+
+static void machine_timer_host_fire(void *opaque)
+{
+    struct machine_timer *t = opaque;
+    if (t->m->timers_by_accel) { /* armed before the accelerator took timers over */
+        evtimer_arm(t->host, 0, 0);
+        return;
+    }
+    t->deadline = t->period ? t->deadline + t->period : UINT64_MAX;
+    t->cb(t->opaque);
+}
+
+struct machine_timer *machine_timer_new(struct machine *m, void (*cb)(void *opaque), void *opaque)
+{
+    struct machine_timer *t = xzalloc(sizeof(*t));
+    *t = (struct machine_timer){m, cb, opaque, NULL, UINT64_MAX, 0, m->timers};
+    if (m->ev)
+        t->host = evtimer_new(m->ev, machine_timer_host_fire, t);
+    m->timers = t;
+    return t;
+}
+
+void machine_timer_arm(struct machine_timer *t, uint64_t ns_from_now, uint64_t period_ns)
+{
+    t->deadline = ns_from_now ? machine_clock_ns(t->m) + ns_from_now : UINT64_MAX;
+    t->period = period_ns;
+    if (t->host)
+        evtimer_arm(t->host, t->m->timers_by_accel ? 0 : ns_from_now, period_ns);
+}
+
+void machine_timer_free(struct machine_timer *t)
+{
+    for (struct machine_timer **pp = &t->m->timers; *pp; pp = &(*pp)->next)
+        if (*pp == t) {
+            *pp = t->next;
+            break;
+        }
+    if (t->host)
+        evtimer_free(t->host);
+    free(t);
+}
+
+uint64_t machine_timers_next(struct machine *m)
+{
+    uint64_t first = UINT64_MAX;
+    for (struct machine_timer *t = m->timers; t; t = t->next)
+        if (t->deadline < first)
+            first = t->deadline;
+    return first;
+}
+
+void machine_timers_run(struct machine *m)
+{
+    pthread_mutex_lock(&m->lock);
+    uint64_t now = machine_clock_ns(m);
+    /* One due timer per round: a callback may arm or free any timer. A periodic timer that
+     * fell behind (the clock skipped ahead) fires once and goes on from now. */
+    for (bool fired = true; fired;) {
+        fired = false;
+        for (struct machine_timer *t = m->timers; t; t = t->next)
+            if (t->deadline <= now) {
+                t->deadline = t->period ? t->deadline + t->period : UINT64_MAX;
+                if (t->deadline <= now && t->period)
+                    t->deadline = now + t->period; /* skip missed periods */
+                t->cb(t->opaque);
+                fired = true;
+                break;
+            }
+    }
+    pthread_mutex_unlock(&m->lock);
 }

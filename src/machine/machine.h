@@ -46,6 +46,16 @@ struct machine {
     int (*ioeventfd)(struct machine *m, uint64_t addr, unsigned len, bool pio, int fd,
                      bool assign);
     int (*irqfd)(struct machine *m, int fd, uint64_t msi_addr, uint32_t msi_data, bool assign);
+
+    /* The guest's clock (ns), set by the VM layer from the accelerator; NULL: host monotonic. */
+    uint64_t (*clock_ns)(struct machine *m);
+    /* Device requests started and not yet completed (atomic): a deterministic accelerator
+     * waits for them between slices, so their completions land at a reproducible point. */
+    unsigned io_inflight;
+    /* Device timers (machine_timer_*); the accelerator sets timers_by_accel when it fires them
+     * itself on its own clock (machine_timers_run) instead of the event loop on host time. */
+    struct machine_timer *timers;
+    bool timers_by_accel;
 };
 
 void machine_init(struct machine *m);
@@ -60,3 +70,26 @@ int machine_ioeventfd(struct machine *m, uint64_t addr, unsigned len, bool pio, 
                       bool assign);
 /* Writing to fd (an eventfd) delivers the MSI (msi_addr, msi_data) without the VMM. */
 int machine_irqfd(struct machine *m, int fd, uint64_t msi_addr, uint32_t msi_data, bool assign);
+
+/* The guest's clock in ns (what its timers and TSC follow): virtual under -accel emu. */
+uint64_t machine_clock_ns(struct machine *m);
+/* Timers on the guest's clock, for devices (the RTC): like evtimers (base/evloop.h), but under
+ * -accel emu they fire at the same guest instruction run after run. Callbacks run with the
+ * machine lock held. ns_from_now 0 disarms; period_ns 0 is one-shot. */
+struct machine_timer *machine_timer_new(struct machine *m, void (*cb)(void *opaque), void *opaque);
+void machine_timer_arm(struct machine_timer *t, uint64_t ns_from_now, uint64_t period_ns);
+void machine_timer_free(struct machine_timer *t);
+/* For an accelerator with timers_by_accel: the earliest deadline (UINT64_MAX: none), and
+ * firing the due ones (takes the machine lock). */
+uint64_t machine_timers_next(struct machine *m);
+void machine_timers_run(struct machine *m);
+
+/* A device request that completes later (from the event loop) starts / has completed. */
+static inline void machine_io_begin(struct machine *m)
+{
+    __atomic_add_fetch(&m->io_inflight, 1, __ATOMIC_SEQ_CST);
+}
+static inline void machine_io_end(struct machine *m)
+{
+    __atomic_sub_fetch(&m->io_inflight, 1, __ATOMIC_SEQ_CST);
+}

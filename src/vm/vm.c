@@ -398,12 +398,29 @@ static int vm_set_boot_cpu(struct vm *vm, struct vcpu *v)
     return vm->ops->vcpu_set_regs(v, &regs);
 }
 
+/* The accelerator's clock and event gate, for the machine and the event loop. */
+static uint64_t vm_clock_ns(struct machine *m)
+{
+    struct vm *vm = m->owner;
+    return vm->ops->clock_ns(vm->accel);
+}
+
+static void vm_host_events(void *opaque, bool enter)
+{
+    struct vm *vm = opaque;
+    vm->ops->host_events(vm->accel, enter);
+}
+
 static int vm_start_accel(struct vm *vm)
 {
     struct machine *m = &vm->m;
     int r = vm->ops->vm_create(m, &vm->accel_cfg, &vm->accel);
     if (r < 0)
         return r;
+    if (vm->ops->clock_ns)
+        m->clock_ns = vm_clock_ns;
+    if (vm->ops->host_events)
+        evloop_set_gate(m->ev, vm_host_events, vm);
     for (unsigned i = 0; i < m->mem.nregions; i++) {
         r = vm->ops->map_memory(vm->accel, i, m->mem.regions[i].gpa, m->mem.regions[i].size,
                                 m->mem.regions[i].host);
@@ -425,6 +442,9 @@ static int vm_start_accel(struct vm *vm)
 
 static void vm_stop_accel(struct vm *vm)
 {
+    vm->m.clock_ns = NULL;
+    if (vm->m.ev)
+        evloop_set_gate(vm->m.ev, NULL, NULL);
     for (unsigned i = 0; vm->vcpus && i < vm->m.ncpus; i++) {
         if (vm->vcpus[i].vcpu)
             vm->ops->vcpu_destroy(vm->vcpus[i].vcpu);
@@ -615,7 +635,9 @@ static int vm_setup(struct vm *vm)
     for (unsigned i = 0; i < m->ncpus; i++)
         vm->vcpus[i] = (struct vm_vcpu){.vm = vm, .index = i};
     vm->accel_cfg = (struct accel_config){cfg->ncpus, cfg->maxcpus, cfg->sockets, cfg->dies,
-                                          cfg->cores, cfg->threads, cfg->cpu_model};
+                                          cfg->cores, cfg->threads, cfg->cpu_model,
+                                          cfg->emu_multi_thread, cfg->icount_shift,
+                                          cfg->icount_sleep};
 
     sigset_t set;
     sigemptyset(&set);

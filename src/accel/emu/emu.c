@@ -10,6 +10,7 @@
 #include <ucontext.h>
 
 #include "accel/accel.h"
+#include "accel/emu/emu_accel.h"
 #include "accel/emu/emu_cpu.h"
 #include "base/evloop.h"
 #include "base/log.h"
@@ -18,56 +19,29 @@
 #include "machine/machine.h"
 #include "machine/topology.h"
 
-/* Instructions per run slice: bounds the latency of kicks and timers (~0.1-1 ms). */
-#define EMU_SLICE 20000
+#define EMU_SLICE_MULTI 20000 /* thread=multi: instructions between looks at kicks and timers */
 #define EMU_STACK (1u << 20)
 
-struct accel {
-    struct machine *m;
-    unsigned ncpus;
-    struct vcpu **vcpus;
-    struct { uint64_t gpa, size; void *host; uint8_t *code_bits; } ram[8];
-    unsigned nram;
-    struct emu_shared shared; /* code pages across vCPUs (emu_cpu.h) */
-    struct irqchip ic;
-    uint32_t apic_ids[IRQCHIP_MAX_CPUS];
-    struct cpu_topology topo;
-    /* The virtual clock: host time plus the time skipped while every vCPU slept in HLT. */
-    uint64_t clock_base; /* host ns at creation */
-    uint64_t skipped;    /* ns added by skip-ahead; atomic */
-    unsigned halted;     /* vCPUs sleeping in HLT or waiting for SIPI; atomic */
-    bool skip_idle;      /* VMKIT_EMU_CLOCK=skip: idle time is skipped, not slept */
-};
+/* The vCPU whose vcpu_run this thread is in: only it may read its own instruction count. */
+static __thread struct vcpu *emu_self;
 
-struct vcpu {
-    struct accel *a;
-    unsigned index;
-    struct emu_cpu cpu;
-    ucontext_t host_uc, cpu_uc;
-    void *stack;
-    bool started;
-    struct vcpu_exit *exit; /* where the current vcpu_run wants its exit */
-    uint8_t data[8];        /* exit.io/mmio data */
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool event;  /* under lock: something may have changed for this vCPU */
-    bool kicked; /* atomic */
-    uint64_t sleep_deadline; /* virtual ns this vCPU sleeps until, while in emu_sleep; atomic */
-    uint64_t skipped_seen;   /* a->skipped already added to this vCPU's TSC */
-    char msg[128];
-};
-
-static uint64_t emu_host_ns(void)
+uint64_t emu_host_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t emu_clock_ns(struct accel *a)
+{
+    if (a->multi_thread)
+        return emu_host_ns() - a->clock_base;
+    return emu_sched_now(a, emu_self);
+}
+
 static uint64_t emu_now(void *opaque)
 {
-    struct accel *a = opaque;
-    return emu_host_ns() - a->clock_base + __atomic_load_n(&a->skipped, __ATOMIC_RELAXED);
+    return emu_clock_ns(opaque);
 }
 
 static void emu_wake(void *opaque, unsigned cpu)
@@ -77,6 +51,9 @@ static void emu_wake(void *opaque, unsigned cpu)
         return;
     struct vcpu *v = a->vcpus[cpu];
     v->cpu.intr_line = true; /* re-evaluated by the vCPU before it sleeps or runs a slice */
+    __atomic_store_n(&v->woken, true, __ATOMIC_SEQ_CST);
+    if (!a->multi_thread)
+        return; /* thread=single: the end of the slice or of the host events looks at it */
     pthread_mutex_lock(&v->lock);
     v->event = true;
     pthread_cond_signal(&v->cond);
@@ -166,8 +143,14 @@ static int emu_intr_ack(void *opaque)
     return vec;
 }
 
+static uint64_t emu_vcpu_clock(void *opaque)
+{
+    struct vcpu *v = opaque;
+    return emu_clock_ns(v->a);
+}
+
 static const struct emu_io_ops emu_vcpu_io = {emu_mmio_read, emu_mmio_write, emu_pio_read,
-                                              emu_pio_write, emu_intr_ack};
+                                              emu_pio_write, emu_intr_ack, emu_vcpu_clock};
 
 static void emu_exit_simple(struct vcpu *v, enum vcpu_exit_reason reason)
 {
@@ -175,49 +158,27 @@ static void emu_exit_simple(struct vcpu *v, enum vcpu_exit_reason reason)
     emu_yield(v);
 }
 
-/* Sleep until an event for this vCPU, a kick, or the deadline (virtual ns). When every vCPU
- * sleeps, nothing can happen before the next timer deadline: the clock skips ahead to it. */
+/* thread=multi: sleep until an event for this vCPU, a kick, or the deadline (host ns). */
 static void emu_sleep(struct vcpu *v, uint64_t deadline)
 {
     struct accel *a = v->a;
-    __atomic_store_n(&v->sleep_deadline, deadline, __ATOMIC_SEQ_CST);
-    unsigned sleeping = __atomic_add_fetch(&a->halted, 1, __ATOMIC_SEQ_CST);
     pthread_mutex_lock(&v->lock);
     while (!v->event && !__atomic_load_n(&v->kicked, __ATOMIC_SEQ_CST)) {
-        uint64_t now = emu_now(a);
+        uint64_t now = emu_clock_ns(a);
         if (deadline != IRQCHIP_NEVER && now >= deadline)
             break;
-        if (a->skip_idle && deadline != IRQCHIP_NEVER && sleeping == a->ncpus) {
-            /* Skip only to the earliest sleeper's deadline, so no timer fires late. */
-            uint64_t first = deadline;
-            for (unsigned i = 0; i < a->ncpus; i++) {
-                uint64_t d = a->vcpus[i] ? __atomic_load_n(&a->vcpus[i]->sleep_deadline,
-                                                           __ATOMIC_SEQ_CST)
-                                         : IRQCHIP_NEVER;
-                if (d < first)
-                    first = d;
-            }
-            if (first > now)
-                __atomic_add_fetch(&a->skipped, first - now, __ATOMIC_SEQ_CST);
-            if (first == deadline)
-                break;
-            continue;
-        }
-        uint64_t wait = deadline == IRQCHIP_NEVER ? 100000000ull : deadline - now;
-        if (wait > 100000000ull)
-            wait = 100000000ull; /* re-check the skip condition now and then */
+        uint64_t wait = deadline == IRQCHIP_NEVER ? 1000000000ull : deadline - now;
+        if (wait > 1000000000ull)
+            wait = 1000000000ull;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         uint64_t ns = (uint64_t)ts.tv_nsec + wait;
         ts.tv_sec += (time_t)(ns / 1000000000ull);
         ts.tv_nsec = (long)(ns % 1000000000ull);
         pthread_cond_timedwait(&v->cond, &v->lock, &ts);
-        sleeping = __atomic_load_n(&a->halted, __ATOMIC_SEQ_CST);
     }
     v->event = false;
     pthread_mutex_unlock(&v->lock);
-    __atomic_store_n(&v->sleep_deadline, IRQCHIP_NEVER, __ATOMIC_SEQ_CST);
-    __atomic_sub_fetch(&a->halted, 1, __ATOMIC_SEQ_CST);
 }
 
 static void emu_start_ap(struct vcpu *v, int vector)
@@ -247,52 +208,92 @@ static bool emu_startup(struct vcpu *v)
     return wait;
 }
 
-static void emu_vcpu_loop(struct vcpu *v)
+/* A stop that leaves the slice: the exit, after the baton is free for the others. */
+static bool emu_stop_exits(struct vcpu *v, enum emu_stop s)
+{
+    if (s == EMU_STOP_SHUTDOWN) {
+        if (!v->a->multi_thread)
+            emu_sched_end(v, true, false);
+        emu_exit_simple(v, VCPU_EXIT_SHUTDOWN);
+        return true;
+    }
+    if (s == EMU_STOP_INTERNAL) {
+        if (!v->a->multi_thread)
+            emu_sched_end(v, true, false);
+        snprintf(v->msg, sizeof(v->msg), "%s", v->cpu.internal_msg ? v->cpu.internal_msg
+                                                                    : "unknown");
+        v->exit->internal.code = 1;
+        emu_exit_simple(v, VCPU_EXIT_INTERNAL_ERROR);
+        return true;
+    }
+    return false;
+}
+
+/* thread=single: one slice in this vCPU's turn (emu_sched.c). */
+static void emu_step_single(struct vcpu *v)
 {
     struct accel *a = v->a;
+    if (!emu_sched_begin(v)) {
+        __atomic_store_n(&v->kicked, false, __ATOMIC_SEQ_CST);
+        emu_exit_simple(v, VCPU_EXIT_INTR);
+        return;
+    }
+    if (machine_timers_next(a->m) <= emu_clock_ns(a))
+        machine_timers_run(a->m);
+    if (emu_startup(v)) { /* waiting for a SIPI */
+        emu_sched_end(v, true, false);
+        return;
+    }
+    v->cpu.intr_line = irqchip_pending(&a->ic, v->index);
+    enum emu_stop s = emu_run(&v->cpu, emu_sched_budget(v));
+    if (emu_stop_exits(v, s))
+        return;
+    bool idle = false, wakes_on_timer = false;
+    if (s == EMU_STOP_HLT) {
+        __atomic_store_n(&v->woken, false, __ATOMIC_SEQ_CST);
+        wakes_on_timer = v->cpu.flags & EMU_FLAG_IF;
+        idle = !wakes_on_timer || !irqchip_pending(&a->ic, v->index);
+    }
+    emu_sched_end(v, idle, wakes_on_timer);
+}
+
+/* thread=multi: this vCPU runs on its own, on host time. */
+static void emu_step_multi(struct vcpu *v)
+{
+    struct accel *a = v->a;
+    if (__atomic_exchange_n(&v->kicked, false, __ATOMIC_SEQ_CST)) {
+        emu_exit_simple(v, VCPU_EXIT_INTR);
+        return;
+    }
+    if (emu_startup(v)) {
+        /* Clear the event first: a SIPI arriving after the re-check still wakes us. */
+        pthread_mutex_lock(&v->lock);
+        v->event = false;
+        pthread_mutex_unlock(&v->lock);
+        if (emu_startup(v))
+            emu_sleep(v, IRQCHIP_NEVER);
+        return;
+    }
+    irqchip_poll(&a->ic, v->index);
+    v->cpu.intr_line = irqchip_pending(&a->ic, v->index);
+    enum emu_stop s = emu_run(&v->cpu, EMU_SLICE_MULTI);
+    if (emu_stop_exits(v, s) || s != EMU_STOP_HLT)
+        return;
+    pthread_mutex_lock(&v->lock);
+    v->event = false;
+    pthread_mutex_unlock(&v->lock);
+    uint64_t next = irqchip_poll(&a->ic, v->index);
+    if (!irqchip_pending(&a->ic, v->index) || !(v->cpu.flags & EMU_FLAG_IF))
+        emu_sleep(v, (v->cpu.flags & EMU_FLAG_IF) ? next : IRQCHIP_NEVER);
+}
+
+static void emu_vcpu_loop(struct vcpu *v)
+{
     for (;;) {
-        if (__atomic_exchange_n(&v->kicked, false, __ATOMIC_SEQ_CST)) {
-            emu_exit_simple(v, VCPU_EXIT_INTR);
-            continue;
-        }
-        if (emu_startup(v)) {
-            /* Clear the event first: a SIPI arriving after the re-check still wakes us. */
-            pthread_mutex_lock(&v->lock);
-            v->event = false;
-            pthread_mutex_unlock(&v->lock);
-            if (emu_startup(v))
-                emu_sleep(v, IRQCHIP_NEVER);
-            continue;
-        }
-        /* The TSC follows the virtual clock: add what was skipped since the last slice. */
-        uint64_t skipped = __atomic_load_n(&a->skipped, __ATOMIC_SEQ_CST);
-        v->cpu.tsc_offset += skipped - v->skipped_seen;
-        v->skipped_seen = skipped;
-        uint64_t next = irqchip_poll(&a->ic, v->index);
-        v->cpu.intr_line = irqchip_pending(&a->ic, v->index);
-        enum emu_stop s = emu_run(&v->cpu, EMU_SLICE);
-        switch (s) {
-        case EMU_STOP_BUDGET:
-        case EMU_STOP_EXCEPTION:
-            break;
-        case EMU_STOP_HLT:
-            pthread_mutex_lock(&v->lock);
-            v->event = false;
-            pthread_mutex_unlock(&v->lock);
-            next = irqchip_poll(&a->ic, v->index);
-            if (!irqchip_pending(&a->ic, v->index) || !(v->cpu.flags & EMU_FLAG_IF))
-                emu_sleep(v, (v->cpu.flags & EMU_FLAG_IF) ? next : IRQCHIP_NEVER);
-            break;
-        case EMU_STOP_SHUTDOWN:
-            emu_exit_simple(v, VCPU_EXIT_SHUTDOWN);
-            break;
-        case EMU_STOP_INTERNAL:
-            snprintf(v->msg, sizeof(v->msg), "%s", v->cpu.internal_msg ? v->cpu.internal_msg
-                                                                        : "unknown");
-            v->exit->internal.code = 1;
-            emu_exit_simple(v, VCPU_EXIT_INTERNAL_ERROR);
-            break;
-        }
+        if (v->a->multi_thread)
+            emu_step_multi(v);
+        else
+            emu_step_single(v);
     }
 }
 
@@ -325,11 +326,16 @@ static int emu_vm_create(struct machine *m, const struct accel_config *cfg, stru
     for (unsigned i = 0; i < cfg->ncpus; i++)
         a->apic_ids[i] = topology_apic_id(&a->topo, i);
     a->clock_base = emu_host_ns();
-    const char *clock = getenv("VMKIT_EMU_CLOCK");
-    a->skip_idle = clock && !strcmp(clock, "skip");
+    a->multi_thread = cfg->multi_thread;
+    a->shift = cfg->icount_shift;
+    a->sleep = cfg->icount_sleep;
+    if (!a->multi_thread)
+        emu_sched_init(a);
     pthread_mutex_init(&a->shared.lock, NULL);
     int r = irqchip_init(&a->ic, a->ncpus, a->apic_ids, &emu_irqchip_ops, a);
     if (r < 0) {
+        if (!a->multi_thread)
+            emu_sched_destroy(a);
         pthread_mutex_destroy(&a->shared.lock);
         free(a->vcpus);
         free(a);
@@ -345,6 +351,8 @@ static void emu_vm_destroy(struct accel *a)
     for (unsigned i = 0; i < a->nram; i++)
         free(a->ram[i].code_bits);
     pthread_mutex_destroy(&a->shared.lock);
+    if (!a->multi_thread)
+        emu_sched_destroy(a);
     free(a->vcpus);
     free(a);
 }
@@ -393,9 +401,7 @@ static int emu_vcpu_create(struct accel *a, unsigned index, struct vcpu **out)
     v->cpu.topo_pkg_cpus = (uint16_t)(pkg ? pkg : 1);
     v->cpu.apic_base = 0xfee00800 | (index == 0 ? 0x100 : 0);
     v->cpu.io = &emu_vcpu_io;
-    /* The TSC counts the VM's clock from 0 at creation, on every vCPU alike. */
-    v->cpu.tsc_offset = 0 - a->clock_base;
-    v->sleep_deadline = IRQCHIP_NEVER;
+    /* The TSC counts the VM's clock from 0 at creation, on every vCPU alike (tsc_offset 0). */
     v->cpu.io_opaque = v;
     for (unsigned i = 0; i < a->nram; i++) {
         int r = emu_cpu_add_ram(&v->cpu, a->ram[i].gpa, a->ram[i].size, a->ram[i].host);
@@ -448,6 +454,7 @@ static void emu_vcpu_destroy(struct vcpu *v)
 static int emu_vcpu_run(struct vcpu *v, struct vcpu_exit *exit)
 {
     v->exit = exit;
+    emu_self = v;
     if (!v->started) {
         if (getcontext(&v->cpu_uc) < 0)
             return -errno;
@@ -468,6 +475,10 @@ static int emu_vcpu_run(struct vcpu *v, struct vcpu_exit *exit)
 static void emu_vcpu_kick(struct vcpu *v)
 {
     __atomic_store_n(&v->kicked, true, __ATOMIC_SEQ_CST);
+    if (!v->a->multi_thread) {
+        emu_sched_poke(v->a);
+        return;
+    }
     pthread_mutex_lock(&v->lock);
     v->event = true;
     pthread_cond_signal(&v->cond);
@@ -577,6 +588,17 @@ static void emu_send_msi(struct accel *a, uint64_t addr, uint32_t data)
     irqchip_send_msi(&a->ic, addr, data);
 }
 
+static uint64_t emu_accel_clock_ns(struct accel *a)
+{
+    return emu_clock_ns(a);
+}
+
+static void emu_host_events(struct accel *a, bool enter)
+{
+    if (!a->multi_thread)
+        emu_sched_host_events(a, enter);
+}
+
 const struct accel_ops accel_emu_ops = {
     .name = "emu",
     .probe = emu_probe,
@@ -594,4 +616,6 @@ const struct accel_ops accel_emu_ops = {
     .vcpu_dump = emu_vcpu_dump,
     .set_irq = emu_set_irq,
     .send_msi = emu_send_msi,
+    .clock_ns = emu_accel_clock_ns,
+    .host_events = emu_host_events,
 };

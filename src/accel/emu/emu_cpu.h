@@ -101,6 +101,8 @@ struct emu_io_ops {
     /* Interrupt acknowledge: the vector of the highest pending interrupt (now in service), or
      * -1 if there is none any more. Called only while intr_line is set and RFLAGS.IF allows. */
     int (*intr_ack)(void *opaque);
+    /* The clock rdtsc follows, in ns (the TSC runs at EMU_TSC_HZ, 1 GHz); NULL: host time. */
+    uint64_t (*clock_ns)(void *opaque);
 };
 
 /* Software TLB entry: a linear page and the host address of its RAM, per access kind. */
@@ -140,7 +142,7 @@ struct emu_cpu {
     uint64_t cr0, cr2, cr3, cr4, cr8, efer;
     uint64_t star, lstar, cstar, sfmask, kernel_gs_base, tsc_aux, pat, apic_base;
     uint64_t sysenter_cs, sysenter_esp, sysenter_eip, misc_enable;
-    uint64_t tsc_offset; /* rdtsc = host ns + tsc_offset (EMU_TSC_HZ is 1 GHz) */
+    uint64_t tsc_offset; /* rdtsc = io->clock_ns + tsc_offset (EMU_TSC_HZ is 1 GHz) */
     uint32_t apic_id;    /* reported by CPUID; set by whoever creates the vCPU */
     /* Topology for CPUID leaves 1 and 0xB (0: a lone CPU, leaf 0xB reads as zeros): APIC-ID
      * shifts of the SMT and core levels, threads per core, logical CPUs per package. */

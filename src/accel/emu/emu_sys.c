@@ -225,6 +225,8 @@ static void load_cs(struct emu_cpu *cpu, uint16_t sel)
 
 uint64_t emu_rdtsc(struct emu_cpu *cpu)
 {
+    if (cpu->io && cpu->io->clock_ns)
+        return cpu->io->clock_ns(cpu->io_opaque) + cpu->tsc_offset;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + cpu->tsc_offset;

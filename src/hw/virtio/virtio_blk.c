@@ -5,6 +5,7 @@
 #include "block/block.h"
 #include "config/drive_opts.h"
 #include "hw/virtio/virtio.h"
+#include "machine/machine.h"
 #include "vm/device_models.h"
 #include <endian.h>
 #include <errno.h>
@@ -134,6 +135,7 @@ static void put_le64(uint8_t *p, uint64_t v)
 static void req_free(struct vblk_req *r)
 {
     struct vblk *d = r->dev;
+    machine_io_end(d->vdev.m);
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -379,6 +381,7 @@ static void handle_elem(struct vblk *d, unsigned q, struct virtq_elem *e)
         d->inflight->prev = r;
     d->inflight = r;
     d->ninflight++;
+    machine_io_begin(d->vdev.m); /* a deterministic accelerator waits for its completion */
 
     uint8_t st;
     size_t out_data = e->out_len - sizeof(h), in_data = e->in_len - 1;

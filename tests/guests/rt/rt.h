@@ -203,4 +203,8 @@ uint32_t lapic_id(void);
 /* Starts every enabled CPU in the MADT other than the caller; returns how many CPUs (including the BSP) are up. */
 unsigned smp_start_aps(void);
 extern volatile uint32_t smp_ap_count;  /* APs that reached 64-bit code */
+#define SMP_AP_STACKS 8 /* as in start.S */
+/* If set before smp_start_aps, each AP (n = 1, 2, ... in check-in order, the first
+ * SMP_AP_STACKS of them) calls it on its own 4 KiB stack, with interrupts off, then halts. */
+extern void (*volatile smp_ap_work)(unsigned n);
 extern volatile uint64_t smp_ap_seen[4]; /* bitmap of initial APIC IDs that checked in */

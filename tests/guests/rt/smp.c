@@ -2,6 +2,9 @@
 #include "rt.h"
 
 volatile uint32_t smp_ap_count;
+void (*volatile smp_ap_work)(unsigned n);
+/* AP n uses the 4 KiB below smp_ap_stacks + n * 4096 (start.S). */
+uint8_t smp_ap_stacks[SMP_AP_STACKS * 4096] __attribute__((aligned(4096)));
 volatile uint64_t smp_ap_seen[4];
 extern const char smp_trampoline_start[], smp_trampoline_end[];
 

@@ -7,6 +7,7 @@
 #define CR4_PAE 0x20
 #define SEL_CODE64 0x08
 #define SEL_DATA 0x10
+#define SMP_AP_STACKS 8 /* as in rt.h */
 
 /* The loader finds our 32-bit entry point through this note. */
     .section .note.Xen, "a", @note
@@ -55,8 +56,9 @@ pvh_start64:
     hlt
     jmp 1b
 
-/* Application processors arrive here from the trampoline, already in long mode.
- * They need no stack: record the initial APIC ID, count, halt. */
+/* Application processors arrive here from the trampoline, already in long mode: record the
+ * initial APIC ID, count, then run smp_ap_work(n) on a stack of their own if a guest set it
+ * (n = 1.. in check-in order, up to SMP_AP_STACKS), and halt. */
     .globl smp_ap_start64
 smp_ap_start64:
     movl $SEL_DATA, %eax
@@ -67,7 +69,18 @@ smp_ap_start64:
     cpuid
     shrl $24, %ebx
     lock btsq %rbx, smp_ap_seen(%rip)
-    lock incl smp_ap_count(%rip)
+    movl $1, %edi
+    lock xaddl %edi, smp_ap_count(%rip)
+    incl %edi
+    movq smp_ap_work(%rip), %rax
+    testq %rax, %rax
+    jz 2f
+    cmpl $SMP_AP_STACKS, %edi
+    ja 2f
+    movl %edi, %esp
+    shll $12, %esp
+    addq $smp_ap_stacks, %rsp
+    call *%rax
 2:  cli
     hlt
     jmp 2b

@@ -410,6 +410,43 @@ static void test_accel(void **state)
     FAILS("accelerator name is missing", "-accel", "thread=single");
 }
 
+/* -accel emu,thread= and -icount: how the software CPU keeps time (docs/emu.md). */
+static void test_emu_clock(void **state)
+{
+    struct vm_config c;
+    OK(&c, "-accel", "emu");
+    assert_false(c.emu_multi_thread);
+    assert_false(c.icount_given);
+    assert_int_equal(c.icount_shift, 0);
+    assert_false(c.icount_sleep);
+    vm_config_free(&c);
+    OK(&c, "-accel", "tcg,thread=multi");
+    assert_true(c.emu_multi_thread);
+    vm_config_free(&c);
+    OK(&c, "-accel", "kvm,thread=multi", "-accel", "tcg"); /* thread= belongs to its -accel */
+    assert_false(c.emu_multi_thread);
+    vm_config_free(&c);
+    OK(&c, "-accel", "emu", "-icount", "3");
+    assert_true(c.icount_given);
+    assert_int_equal(c.icount_shift, 3);
+    assert_false(c.icount_sleep);
+    vm_config_free(&c);
+    OK(&c, "-accel", "kvm", "-accel", "emu", "-icount", "shift=10,sleep=on,align=off");
+    assert_int_equal(c.icount_shift, 10);
+    assert_true(c.icount_sleep);
+    vm_config_free(&c);
+    FAILS("thread=both: use thread=single", "-accel", "emu,thread=both");
+    FAILS("shift=auto follows the host's speed", "-accel", "emu", "-icount", "shift=auto");
+    FAILS("shift must be a number from 0 to 10", "-accel", "emu", "-icount", "11");
+    FAILS("shift must be a number from 0 to 10", "-accel", "emu", "-icount", "shift=x");
+    FAILS("sleep must be on or off", "-accel", "emu", "-icount", "sleep=maybe");
+    FAILS("align=on is not supported", "-accel", "emu", "-icount", "align=on");
+    FAILS("record/replay is not supported", "-accel", "emu", "-icount", "rr=record");
+    FAILS("unknown parameter 'bogus'", "-accel", "emu", "-icount", "bogus=1");
+    FAILS("-icount: only the emu accelerator counts instructions", "-icount", "2");
+    FAILS("-icount: vCPUs running in parallel", "-accel", "emu,thread=multi", "-icount", "2");
+}
+
 static void test_cpu(void **state)
 {
     static const char *const models[] = {"host", "max", "kvm64", "qemu64"};
@@ -616,6 +653,7 @@ int main(void)
         cmocka_unit_test(test_kernel_boot),    cmocka_unit_test(test_name_uuid),
         cmocka_unit_test(test_display),        cmocka_unit_test(test_serial),
         cmocka_unit_test(test_daemonize),      cmocka_unit_test(test_accel),
+        cmocka_unit_test(test_emu_clock),
         cmocka_unit_test(test_cpu),            cmocka_unit_test(test_machine),
         cmocka_unit_test(test_flags),          cmocka_unit_test(test_monitors),
         cmocka_unit_test(test_accel_auto),

@@ -177,6 +177,27 @@ uint64_t clock_monotonic_ns(void)
     return fake_mono_ns;
 }
 
+uint64_t machine_clock_ns(struct machine *m)
+{
+    return fake_mono_ns;
+}
+
+/* Device timers on the fake clock, through the fake evtimers below. */
+struct machine_timer *machine_timer_new(struct machine *m, void (*cb)(void *), void *opaque)
+{
+    return (struct machine_timer *)evtimer_new(m->ev, cb, opaque);
+}
+
+void machine_timer_arm(struct machine_timer *t, uint64_t ns_from_now, uint64_t period_ns)
+{
+    evtimer_arm((struct evtimer *)t, ns_from_now, period_ns);
+}
+
+void machine_timer_free(struct machine_timer *t)
+{
+    evtimer_free((struct evtimer *)t);
+}
+
 struct evtimer *evtimer_new(struct evloop *ev, evtimer_cb cb, void *opaque)
 {
     if (fake_ntimers == FAKE_MAX_TIMERS)
