@@ -100,6 +100,10 @@ struct accel_ops {
      * an exit; a write to fd raises the MSI (addr,data) without a userspace round trip. */
     int (*ioeventfd)(struct accel *a, uint64_t addr, unsigned len, bool pio, int fd, bool assign);
     int (*irqfd)(struct accel *a, int fd, uint64_t msi_addr, uint32_t msi_data, bool assign);
+    /* Optional (NULL when the CPU sees device writes by itself, as KVM's does): a device wrote
+     * guest RAM [gpa, gpa+len) behind the CPU's back; drop anything decoded from it. From any
+     * thread, while vCPUs run. */
+    void (*mem_written)(struct accel *a, uint64_t gpa, uint64_t len);
 };
 
 extern const struct accel_ops accel_kvm_ops;

@@ -577,6 +577,16 @@ static void emu_send_msi(struct accel *a, uint64_t addr, uint32_t data)
     irqchip_send_msi(&a->ic, addr, data);
 }
 
+/* A device wrote guest RAM (guest_mem_written): its code pages must not run stale. */
+static void emu_mem_written(struct accel *a, uint64_t gpa, uint64_t len)
+{
+    for (unsigned i = 0; i < a->nram; i++) {
+        struct emu_ram r = {.gpa = a->ram[i].gpa, .size = a->ram[i].size,
+                            .code_bits = a->ram[i].code_bits};
+        emu_ram_written(&a->shared, &r, gpa, len);
+    }
+}
+
 const struct accel_ops accel_emu_ops = {
     .name = "emu",
     .probe = emu_probe,
@@ -594,4 +604,5 @@ const struct accel_ops accel_emu_ops = {
     .vcpu_dump = emu_vcpu_dump,
     .set_irq = emu_set_irq,
     .send_msi = emu_send_msi,
+    .mem_written = emu_mem_written,
 };
