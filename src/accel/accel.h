@@ -113,6 +113,10 @@ struct accel_ops {
      * host events (I/O completions, input). A deterministic accelerator admits them only
      * between vCPU slices, so they land at the same guest instruction run after run. */
     void (*host_events)(struct accel *a, bool enter);
+    /* Optional (NULL when the CPU sees device writes by itself, as KVM's does): a device wrote
+     * guest RAM [gpa, gpa+len) behind the CPU's back; drop anything decoded from it. From any
+     * thread, while vCPUs run. */
+    void (*mem_written)(struct accel *a, uint64_t gpa, uint64_t len);
 };
 
 extern const struct accel_ops accel_kvm_ops;

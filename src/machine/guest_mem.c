@@ -144,7 +144,11 @@ int guest_mem_read(const struct guest_mem *m, uint64_t gpa, void *buf, uint64_t 
 int guest_mem_write(const struct guest_mem *m, uint64_t gpa, const void *buf, uint64_t len)
 {
     int r = guest_mem_walk(m, gpa, NULL, len, true);
-    return r ? r : guest_mem_walk(m, gpa, (uint8_t *)buf, len, true);
+    if (r)
+        return r;
+    guest_mem_walk(m, gpa, (uint8_t *)buf, len, true);
+    guest_mem_written(m, gpa, len);
+    return 0;
 }
 
 uint64_t guest_mem_low_size(const struct guest_mem *m)

@@ -16,6 +16,10 @@ struct guest_mem {
     uint64_t ram_size;     /* total RAM in bytes */
     unsigned nregions;     /* 1 or 2 (below and above the PCI hole) */
     struct guest_mem_region regions[2];
+    /* Set by the VM layer when the accelerator caches code it decoded from RAM (-accel emu);
+     * NULL otherwise. Told of device writes through guest_mem_written. */
+    void (*written)(void *opaque, uint64_t gpa, uint64_t len);
+    void *written_opaque;
 };
 
 /* Allocate ram_size bytes of guest RAM. mem_path: NULL for memfd, or a directory (hugetlbfs)
@@ -33,6 +37,15 @@ void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len);
 /* Copy to/from guest RAM; the range may span regions. 0 or -EFAULT. */
 int guest_mem_read(const struct guest_mem *m, uint64_t gpa, void *buf, uint64_t len);
 int guest_mem_write(const struct guest_mem *m, uint64_t gpa, const void *buf, uint64_t len);
+
+/* A device wrote [gpa, gpa+len) of RAM (through a guest_mem_ptr pointer: DMA): call after the
+ * data is in RAM and before the guest is told (used ring, interrupt), so a CPU that cached code
+ * from those pages drops it. guest_mem_write calls it itself; virtq_push does for every chain. */
+static inline void guest_mem_written(const struct guest_mem *m, uint64_t gpa, uint64_t len)
+{
+    if (m->written)
+        m->written(m->written_opaque, gpa, len);
+}
 
 /* RAM below the PCI hole and above 4 GiB, for memory maps (e820, PVH, ACPI). */
 uint64_t guest_mem_low_size(const struct guest_mem *m);

@@ -26,6 +26,8 @@ struct machine {
     /* The big lock: held by vCPU threads while they dispatch I/O and by the event loop while it
      * runs device callbacks, so device models need no locks of their own. */
     pthread_mutex_t lock;
+    /* Devices that write RAM through pointers report it with guest_mem_written(&m->mem, ...)
+     * before telling the guest (virtq_push does for virtio); the VM layer sets its hook. */
     struct guest_mem mem;
     struct bus pio, mmio;
     struct irq_chip irq;

@@ -271,6 +271,15 @@ static int vm_irqfd(struct machine *m, int fd, uint64_t msi_addr, uint32_t msi_d
     return vm->accel ? vm->ops->irqfd(vm->accel, fd, msi_addr, msi_data, assign) : 0;
 }
 
+/* Device writes to RAM, for accelerators that cache decoded code (guest_mem_written). No
+ * accelerator during a reset: the new one starts with nothing cached. */
+static void vm_mem_written(void *opaque, uint64_t gpa, uint64_t len)
+{
+    struct vm *vm = opaque;
+    if (vm->accel)
+        vm->ops->mem_written(vm->accel, gpa, len);
+}
+
 static int vm_add_devices(struct vm *vm)
 {
     struct machine *m = &vm->m;
@@ -628,6 +637,10 @@ static int vm_setup(struct vm *vm)
         else
             log_error("-m: cannot allocate %s of guest memory: %s", want, strerror(-r));
         return r;
+    }
+    if (vm->ops->mem_written) { /* guest_mem_init cleared the hook */
+        m->mem.written = vm_mem_written;
+        m->mem.written_opaque = vm;
     }
     m->ev = evloop_new();
     evloop_set_lock(m->ev, &m->lock);

@@ -599,6 +599,16 @@ static void emu_host_events(struct accel *a, bool enter)
         emu_sched_host_events(a, enter);
 }
 
+/* A device wrote guest RAM (guest_mem_written): its code pages must not run stale. */
+static void emu_mem_written(struct accel *a, uint64_t gpa, uint64_t len)
+{
+    for (unsigned i = 0; i < a->nram; i++) {
+        struct emu_ram r = {.gpa = a->ram[i].gpa, .size = a->ram[i].size,
+                            .code_bits = a->ram[i].code_bits};
+        emu_ram_written(&a->shared, &r, gpa, len);
+    }
+}
+
 const struct accel_ops accel_emu_ops = {
     .name = "emu",
     .probe = emu_probe,
@@ -618,4 +628,5 @@ const struct accel_ops accel_emu_ops = {
     .send_msi = emu_send_msi,
     .clock_ns = emu_accel_clock_ns,
     .host_events = emu_host_events,
+    .mem_written = emu_mem_written,
 };

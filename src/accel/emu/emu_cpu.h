@@ -207,6 +207,10 @@ int emu_cpu_add_ram(struct emu_cpu *cpu, uint64_t gpa, uint64_t size, void *host
 void emu_cpu_set_flat64(struct emu_cpu *cpu);
 /* Replay the shared logs (called by the run loop at block boundaries when they moved). */
 void emu_shared_sync(struct emu_cpu *cpu);
+/* A device wrote [gpa, gpa+len) (clipped to r, a RAM range whose code bitmap the vCPUs of sh
+ * share): code pages in it lose their mark and every vCPU drops its blocks of them at its next
+ * block boundary. From any thread; after the data is in RAM, before the guest is told. */
+void emu_ram_written(struct emu_shared *sh, struct emu_ram *r, uint64_t gpa, uint64_t len);
 /* Run up to max_insns instructions. */
 enum emu_stop emu_run(struct emu_cpu *cpu, uint64_t max_insns);
 

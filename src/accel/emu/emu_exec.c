@@ -1308,14 +1308,39 @@ void emu_shared_sync(struct emu_cpu *cpu)
     pthread_mutex_unlock(&sh->lock);
 }
 
-void emu_code_written(struct emu_cpu *cpu, struct emu_ram *r, uint64_t gpa)
+/* The page at gpa (in r) was written: no longer code, and every vCPU sharing sh drops its blocks
+ * of it at its next block boundary. */
+static void code_page_forget(struct emu_shared *sh, struct emu_ram *r, uint64_t gpa)
 {
     uint64_t pg = (gpa - r->gpa) >> 12;
     /* Atomic: with a shared bitmap, other vCPUs set bits of the same byte. */
     __atomic_fetch_and(&r->code_bits[pg >> 3], (uint8_t)~(1u << (pg & 7)), __ATOMIC_SEQ_CST);
-    if (cpu->shared) shared_log(cpu->shared, &cpu->shared->code_epoch, cpu->shared->code_log, gpa & ~0xfffull);
+    if (sh) shared_log(sh, &sh->code_epoch, sh->code_log, gpa & ~0xfffull);
+}
+
+void emu_code_written(struct emu_cpu *cpu, struct emu_ram *r, uint64_t gpa)
+{
+    code_page_forget(cpu->shared, r, gpa);
     cpu->block_dirty = true;
     drop_page_blocks(cpu, gpa & ~0xfffull);
+}
+
+void emu_ram_written(struct emu_shared *sh, struct emu_ram *r, uint64_t gpa, uint64_t len)
+{
+    uint64_t last = gpa + len - 1, r_last = r->gpa + r->size - 1;
+    if (!len || !r->code_bits || !r->size || gpa > r_last || last < r->gpa)
+        return;
+    if (last < gpa || last > r_last) /* wrapped, or past the range */
+        last = r_last;
+    if (gpa < r->gpa)
+        gpa = r->gpa;
+    /* The device's stores before the mark loads (store-load order needs a fence), paired with
+     * block_get marking a page before it decodes: either the mark is seen here, or the
+     * decoder reads the new bytes. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    for (uint64_t pg = (gpa - r->gpa) >> 12, end = (last - r->gpa) >> 12; pg <= end; pg++)
+        if ((__atomic_load_n(&r->code_bits[pg >> 3], __ATOMIC_RELAXED) >> (pg & 7)) & 1)
+            code_page_forget(sh, r, r->gpa + (pg << 12));
 }
 
 static struct emu_block *block_get(struct emu_cpu *cpu, enum emu_cpu_mode mode, uint64_t lin)
@@ -1330,6 +1355,18 @@ static struct emu_block *block_get(struct emu_cpu *cpu, enum emu_cpu_mode mode, 
         return b;
     }
     cpu->block_misses++;
+    /* Writes to this page must now go through the slow path, which drops its blocks. Marked
+     * before the bytes are read, so that a device writing the page meanwhile sees the mark
+     * (emu_ram_written). */
+    struct emu_ram *r = emu_ram_find(cpu, gpa);
+    if (r) {
+        uint64_t pg = (gpa - r->gpa) >> 12;
+        uint8_t bit = (uint8_t)(1u << (pg & 7));
+        uint8_t was = __atomic_fetch_or(&r->code_bits[pg >> 3], bit, __ATOMIC_SEQ_CST);
+        /* Newly code: the other vCPUs must stop writing this page through their TLBs. */
+        if (!(was & bit) && cpu->shared)
+            shared_log(cpu->shared, &cpu->shared->tlb_epoch, cpu->shared->tlb_log, gpa & ~0xfffull);
+    }
     const uint8_t *p = (const uint8_t *)(uintptr_t)(lin + e->addend);
     unsigned off = 0, room = 4096 - (unsigned)(lin & 0xfff);
     b->gen = 0;
@@ -1345,16 +1382,6 @@ static struct emu_block *block_get(struct emu_cpu *cpu, enum emu_cpu_mode mode, 
     b->gpa = gpa;
     b->mode = (uint8_t)mode;
     b->gen = cpu->block_gen;
-    /* Writes to this page must now go through the slow path, which drops its blocks. */
-    struct emu_ram *r = emu_ram_find(cpu, gpa);
-    if (r) {
-        uint64_t pg = (gpa - r->gpa) >> 12;
-        uint8_t bit = (uint8_t)(1u << (pg & 7));
-        uint8_t was = __atomic_fetch_or(&r->code_bits[pg >> 3], bit, __ATOMIC_SEQ_CST);
-        /* Newly code: the other vCPUs must stop writing this page through their TLBs. */
-        if (!(was & bit) && cpu->shared)
-            shared_log(cpu->shared, &cpu->shared->tlb_epoch, cpu->shared->tlb_log, gpa & ~0xfffull);
-    }
     for (unsigned k = 0; k < 2; k++)
         for (unsigned i = 0; i < EMU_TLB_SIZE; i++)
             if (cpu->tlb[k][i].gpa_page == (gpa & ~0xfffull)) cpu->tlb[k][i].tag_w = EMU_TLB_INVALID;

@@ -90,7 +90,8 @@ struct virtq_elem {
     size_t in_len;       /* total bytes in in[] */
     struct iovec *out;   /* points into iov[] */
     struct iovec *in;    /* points into iov[] after out[] */
-    uint64_t *out_gpa;   /* guest-physical address of each out[] segment (for logging/debug) */
+    uint64_t *out_gpa;   /* guest-physical address of each out[] segment (logging; virtq_push
+                          * reports the in[] ones as written: guest_mem_written) */
     uint64_t *in_gpa;
     uint16_t ndescs;     /* ring descriptors the chain took (packed rings; private) */
     struct iovec iov[];  /* nout + nin entries, then the gpa arrays */
@@ -207,8 +208,9 @@ int virtio_pci_create(struct machine *m, struct pci_host *h, struct virtio_dev *
  * device is broken (in which case it is now NEEDS_RESET). */
 struct virtq_elem *virtq_pop(struct virtq *vq);
 /* Return elem to the used ring with len bytes written into its in[] buffers, and free it.
- * Stale elements (popped before a reset) are only freed. Does not interrupt: call
- * virtq_notify after a batch. */
+ * Call it once the data is in guest RAM: it first reports all of in[] as written
+ * (guest_mem_written). Stale elements (popped before a reset) are only reported and freed.
+ * Does not interrupt: call virtq_notify after a batch. */
 void virtq_push(struct virtq *vq, struct virtq_elem *elem, uint32_t len);
 /* Put back the most recently popped element (e.g. it was too small for an rx packet), and free
  * it; the next virtq_pop returns the same chain. */

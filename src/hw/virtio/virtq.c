@@ -460,6 +460,14 @@ void virtq_push(struct virtq *vq, struct virtq_elem *e, uint32_t len)
 {
     if (!e)
         return;
+    /* The device has written what it will into the chain's writable buffers: tell the
+     * accelerator (a software CPU may hold decoded code from those pages) before the used entry
+     * lets the guest see them. All of each buffer, not len: devices may write past what they
+     * report. Also for stale chains, whose buffers were written all the same. */
+    const struct guest_mem *mem = vq_mem(vq);
+    if (mem->written)
+        for (unsigned k = 0; k < e->nin; k++)
+            guest_mem_written(mem, e->in_gpa[k], e->in[k].iov_len);
     if (elem_current(vq, e)) {
         if (len > e->in_len)
             len = (uint32_t)e->in_len;

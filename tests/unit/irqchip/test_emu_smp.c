@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "accel/emu/emu_cpu.h"
@@ -158,11 +159,85 @@ static void test_cross_modifying_code(void **state)
     cross_modify(false, 1); /* per-vCPU state alone runs the stale block */
 }
 
+/* A device thread rewrites code another thread's vCPU is running from cached blocks (a
+ * virtio-blk read landing on a code page), then reports it with emu_ram_written, as the emu
+ * accelerator's mem_written hook does. The vCPU loops calling the function at 0x2000 until it
+ * returns 2; it must see the new code. Without the report it keeps running the old code (the
+ * test checks that too). */
+struct dma_run {
+    struct emu_cpu *cpu;
+    volatile bool written;
+    enum emu_stop stop;
+};
+
+static void *dma_cpu_thread(void *arg)
+{
+    struct dma_run *d = arg;
+    unsigned after = 0;
+    for (unsigned i = 0; i < 1000000 && after < 2000; i++) {
+        d->stop = emu_run(d->cpu, 10000);
+        if (d->stop != EMU_STOP_BUDGET)
+            break;
+        after += d->written; /* 20 million instructions after the write, it is stale for good */
+    }
+    return NULL;
+}
+
+static void dma_rewrite(bool report, enum emu_stop want)
+{
+    uint8_t *mem = aligned_alloc(4096, RAM_SIZE);
+    assert_non_null(mem);
+    memset(mem, 0, RAM_SIZE);
+    /* 0x1000: 1: call 0x2000; inc dword [0x3000]; cmp eax, 2; jne 1b; hlt */
+    const uint8_t loop[] = {0xE8, 0xFB, 0x0F, 0x00, 0x00, 0xFF, 0x05, 0xF5, 0x1F, 0x00, 0x00,
+                            0x83, 0xF8, 0x02, 0x75, 0xF0, 0xF4};
+    const uint8_t fn[] = {0xB8, 0x01, 0x00, 0x00, 0x00, 0xC3}; /* 0x2000: mov eax, 1; ret */
+    memcpy(mem + 0x1000, loop, sizeof(loop));
+    memcpy(mem + 0x2000, fn, sizeof(fn));
+    struct emu_shared sh;
+    memset(&sh, 0, sizeof(sh));
+    pthread_mutex_init(&sh.lock, NULL);
+    uint8_t *bits = calloc(RAM_SIZE / 4096 / 8 + 1, 1);
+    struct emu_cpu *c = calloc(1, sizeof(*c));
+    assert_non_null(c);
+    cpu_setup(c, mem, &sh, bits);
+    c->rip = 0x1000;
+    c->r[EMU_RSP] = 0x8000;
+    struct dma_run d = {.cpu = c};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, dma_cpu_thread, &d), 0);
+    /* Let it run the function from cached blocks for a while. */
+    for (int i = 0; i < 100000 && __atomic_load_n((uint32_t *)(mem + 0x3000), __ATOMIC_RELAXED) < 1000; i++)
+        usleep(100);
+    assert_true(__atomic_load_n((uint32_t *)(mem + 0x3000), __ATOMIC_RELAXED) >= 1000);
+    mem[0x2001] = 2; /* the device's write: RAM only, nothing the CPU sees */
+    if (report)
+        emu_ram_written(&sh, &c->ram[0], 0x1ff0, 0x20);
+    d.written = true;
+    pthread_join(t, NULL);
+    assert_int_equal(d.stop, want);
+    if (want == EMU_STOP_HLT)
+        assert_int_equal(c->r[EMU_RAX], 2);
+    c->ram[0].code_bits = NULL;
+    emu_cpu_destroy(c);
+    free(c);
+    free(bits);
+    free(mem);
+    pthread_mutex_destroy(&sh.lock);
+}
+
+static void test_device_write_into_running_code(void **state)
+{
+    dma_rewrite(true, EMU_STOP_HLT);
+    dma_rewrite(false, EMU_STOP_BUDGET); /* unreported, the cached block runs stale */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_locked_rmw_across_threads),
         cmocka_unit_test(test_cross_modifying_code),
+        cmocka_unit_test(test_device_write_into_running_code),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
