@@ -88,6 +88,19 @@ many)
     boot -- -drive file="$img",if=virtio,format=raw,aio=io_uring -append "mode=many sectors=$SECTORS" || fail "guest failed"
     check "$img" guest=200-455
     ;;
+emu-many)
+    # The software CPU, whose slices wait for in-flight requests (docs/emu.md), 32 in flight.
+    boot -- -drive file="$img",if=virtio,format=raw -accel emu -append "mode=many sectors=$SECTORS" || fail "guest failed"
+    check "$img" guest=200-455
+    ;;
+emu-rw-qcow2)
+    qemu_img convert -f raw -O qcow2 "$img" "$tmp/disk.qcow2"
+    boot -- -drive file="$tmp/disk.qcow2",if=virtio,format=qcow2 -accel emu,thread=multi \
+        -append "mode=rw sectors=$SECTORS" || fail "guest failed"
+    qemu-img check "$tmp/disk.qcow2" || fail "qemu-img check found problems"
+    qemu_img convert -f qcow2 -O raw "$tmp/disk.qcow2" "$tmp/back.raw"
+    check "$tmp/back.raw" guest=16-23,100
+    ;;
 many-threads)
     boot -- -drive file="$img",if=virtio,format=raw,aio=threads -append "mode=many sectors=$SECTORS" || fail "guest failed"
     check "$img" guest=200-455
