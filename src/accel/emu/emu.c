@@ -83,7 +83,14 @@ static void emu_wake(void *opaque, unsigned cpu)
     pthread_mutex_unlock(&v->lock);
 }
 
-static const struct irqchip_ops emu_irqchip_ops = {emu_now, emu_wake};
+static void emu_nmi(void *opaque, unsigned cpu)
+{
+    struct accel *a = opaque;
+    if (cpu < a->ncpus && a->vcpus[cpu])
+        a->vcpus[cpu]->cpu.nmi_line = true; /* the core takes it at its next instruction boundary */
+}
+
+static const struct irqchip_ops emu_irqchip_ops = {emu_now, emu_wake, emu_nmi};
 
 /* --- The CPU coroutine: the core runs on its own stack so that an I/O access in the middle of
  * an instruction can return to vcpu_run as an exit and resume with the data later. --- */
@@ -166,8 +173,40 @@ static int emu_intr_ack(void *opaque)
     return vec;
 }
 
+/* The local APIC's MSRs (x2APIC, TSC deadline) and NMIs: the irqchip works in emu_now() ns, the
+ * TSC deadline comes in TSC units. emu_rdtsc counts host ns + tsc_offset and emu_now host ns -
+ * clock_base + skipped, so the TSC runs ahead of the clock by this much. */
+static uint64_t emu_tsc_minus_clock(struct vcpu *v)
+{
+    return v->cpu.tsc_offset + v->a->clock_base - __atomic_load_n(&v->a->skipped, __ATOMIC_SEQ_CST);
+}
+
+static int emu_msr_read(void *opaque, uint32_t msr, uint64_t *val)
+{
+    struct vcpu *v = opaque;
+    return irqchip_msr_read(&v->a->ic, v->index, msr, val, emu_tsc_minus_clock(v));
+}
+
+static int emu_msr_write(void *opaque, uint32_t msr, uint64_t val)
+{
+    struct vcpu *v = opaque;
+    if (msr == 0x1b) { /* IA32_APIC_BASE, as the core accepted it: xAPIC or x2APIC mode */
+        irqchip_set_apic_base(&v->a->ic, v->index, val);
+        return 0;
+    }
+    return irqchip_msr_write(&v->a->ic, v->index, msr, val, emu_tsc_minus_clock(v));
+}
+
+static bool emu_nmi_ack(void *opaque)
+{
+    struct vcpu *v = opaque;
+    v->cpu.nmi_line = false; /* before the ack: an NMI arriving in between sets it again */
+    return irqchip_nmi_ack(&v->a->ic, v->index);
+}
+
 static const struct emu_io_ops emu_vcpu_io = {emu_mmio_read, emu_mmio_write, emu_pio_read,
-                                              emu_pio_write, emu_intr_ack};
+                                              emu_pio_write, emu_intr_ack, emu_msr_read,
+                                              emu_msr_write, emu_nmi_ack};
 
 static void emu_exit_simple(struct vcpu *v, enum vcpu_exit_reason reason)
 {
@@ -270,6 +309,7 @@ static void emu_vcpu_loop(struct vcpu *v)
         v->skipped_seen = skipped;
         uint64_t next = irqchip_poll(&a->ic, v->index);
         v->cpu.intr_line = irqchip_pending(&a->ic, v->index);
+        v->cpu.nmi_line = irqchip_nmi_pending(&a->ic, v->index);
         enum emu_stop s = emu_run(&v->cpu, EMU_SLICE);
         switch (s) {
         case EMU_STOP_BUDGET:
@@ -280,8 +320,9 @@ static void emu_vcpu_loop(struct vcpu *v)
             v->event = false;
             pthread_mutex_unlock(&v->lock);
             next = irqchip_poll(&a->ic, v->index);
-            if (!irqchip_pending(&a->ic, v->index) || !(v->cpu.flags & EMU_FLAG_IF))
-                emu_sleep(v, (v->cpu.flags & EMU_FLAG_IF) ? next : IRQCHIP_NEVER);
+            if ((!irqchip_pending(&a->ic, v->index) || !(v->cpu.flags & EMU_FLAG_IF)) &&
+                !(v->cpu.nmi_line && !v->cpu.nmi_blocked)) /* an NMI wakes HLT */
+                emu_sleep(v, next); /* even with IF clear: a timer may raise an NMI (LINT0) */
             break;
         case EMU_STOP_SHUTDOWN:
             emu_exit_simple(v, VCPU_EXIT_SHUTDOWN);
@@ -543,8 +584,10 @@ static int emu_set_sregs(struct vcpu *v, const struct vcpu_sregs *s)
     c->idt = (struct emu_dtable){s->idt.base, s->idt.limit};
     c->cr0 = s->cr0, c->cr2 = s->cr2, c->cr3 = s->cr3, c->cr4 = s->cr4, c->cr8 = s->cr8;
     c->efer = s->efer;
-    if (s->apic_base)
+    if (s->apic_base) {
         c->apic_base = s->apic_base;
+        irqchip_set_apic_base(&v->a->ic, v->index, s->apic_base);
+    }
     c->cpl = (c->cr0 & EMU_CR0_PE) ? c->seg[EMU_CS].dpl : 0;
     emu_tlb_flush(c, true);
     return 0;
