@@ -135,8 +135,9 @@ static void lapic_deliver_one(struct irqchip *ic, unsigned cpu, unsigned mode, u
     case 4: /* NMI: the vector is ignored; even a software-disabled APIC takes it */
         lapic_nmi(ic, cpu);
         break;
-    case 6: /* SIPI: only a CPU waiting for one takes it */
-        if (l->wait_sipi && l->sipi_vector < 0) {
+    case 6: /* SIPI: only a CPU waiting for one takes it; an INIT its vCPU has not handled yet
+               * counts as done (on hardware INIT takes effect at once) */
+        if ((l->wait_sipi || l->init_pending) && l->sipi_vector < 0) {
             l->sipi_vector = vector;
             ic->ops->wake(ic->opaque, cpu);
         }
@@ -356,9 +357,11 @@ static void lapic_tsc_deadline(struct irqchip *ic, unsigned cpu, uint64_t tsc, u
         l->timer_deadline = IRQCHIP_NEVER;
         return;
     }
-    /* Compare in TSC units first so that a deadline in the past cannot wrap the clock value. */
+    /* Compare in TSC units first so that a deadline in the past cannot wrap the clock value;
+     * one beyond the clock's range never comes. */
     uint64_t now = ic->ops->now(ic->opaque), tsc_now = now + tsc_offset;
-    l->timer_deadline = tsc <= tsc_now ? now : now + (tsc - tsc_now);
+    uint64_t ahead = tsc <= tsc_now ? 0 : tsc - tsc_now;
+    l->timer_deadline = ahead >= IRQCHIP_NEVER - now ? IRQCHIP_NEVER : now + ahead;
     ic->ops->wake(ic->opaque, cpu); /* the vCPU polls timers again before it sleeps */
 }
 

@@ -164,6 +164,14 @@ static void test_init_sipi(void **state)
     assert_false(irqchip_startup(&ic, 2, &init, &sipi));
     assert_true(init);
     assert_int_equal(sipi, 0x9B);
+    /* The same to a CPU that is running (started above): the INIT its vCPU has not handled yet
+     * does not make it drop the SIPI. */
+    lw(0, 0x310, 3u << 24);
+    lw(0, 0x300, 0x4500);
+    lw(0, 0x300, 0x4600 | 0x9C);
+    assert_false(irqchip_startup(&ic, 3, &init, &sipi));
+    assert_true(init);
+    assert_int_equal(sipi, 0x9C);
     /* Broadcast INIT (all excluding self) reaches the others, not the sender. */
     lw(0, 0x300, 0xC4500);
     assert_false(irqchip_startup(&ic, 0, &init, &sipi));
@@ -504,6 +512,14 @@ static void test_tsc_deadline(void **state)
     assert_int_equal(irqchip_poll(&ic, 0), IRQCHIP_NEVER);
     assert_int_equal(irqchip_ack(&ic, 0), 0xE5);
     lw(0, 0xB0, 0);
+    /* A far deadline stays far; one beyond the clock's range (here the guest's TSC reads 0 now)
+     * never fires rather than wrapping round to now. */
+    msr_wr(0, 0x6E0, ~0ull - 5, 0);
+    assert_int_equal(irqchip_poll(&ic, 0), ~0ull - 5 - TSC_OFF);
+    assert_int_equal(irqchip_msr_write(&ic, 0, 0x6E0, ~0ull - 5, 0 - fake_ns), 0);
+    assert_int_equal(irqchip_poll(&ic, 0), IRQCHIP_NEVER);
+    assert_false(irqchip_pending(&ic, 0));
+    assert_int_equal(msr_rd(0, 0x6E0, 0), ~0ull - 5);
     /* Writing 0 disarms. */
     msr_wr(0, 0x6E0, TSC_OFF + fake_ns + 10000, 0);
     assert_int_equal(irqchip_poll(&ic, 0), fake_ns + 10000);
@@ -656,7 +672,7 @@ static void test_hostile_guest(void **state)
     uint64_t seed = 0x9E3779B97F4A7C15ull;
     for (unsigned i = 0; i < 200000; i++) {
         seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
-        unsigned cpu = seed & 3, what = (seed >> 2) & 7;
+        unsigned cpu = seed & 3, what = (seed >> 2) & 15;
         uint64_t v = seed >> 11;
         uint32_t p32 = (uint32_t)v;
         switch (what) {
@@ -683,6 +699,28 @@ static void test_hostile_guest(void **state)
             assert_true(vec >= -1 && vec <= 255);
             break;
         }
+        case 8: case 9: {
+            /* The APIC's MSRs (and around them) with any value, in either mode. */
+            uint32_t msr = 0x7F0 + (uint32_t)((seed >> 40) % 0x120);
+            if ((seed >> 38) & 1)
+                msr = 0x6E0;
+            uint64_t x = (seed >> 62) ? v : v >> 40;
+            int r = what == 8 ? irqchip_msr_read(&ic, cpu, msr, &x, seed)
+                              : irqchip_msr_write(&ic, cpu, msr, x, seed);
+            assert_true(r == 0 || r == -EINVAL || r == -ENOENT);
+            break;
+        }
+        case 10: {
+            static const uint64_t bases[] = {APIC_BASE, X2APIC_BASE, LAPIC | 0x100};
+            irqchip_set_apic_base(&ic, cpu, bases[(seed >> 40) % 3]);
+            break;
+        }
+        case 11:
+            if ((seed >> 40) & 1)
+                irqchip_nmi(&ic);
+            else
+                irqchip_nmi_ack(&ic, cpu);
+            break;
         default: {
             bool init;
             int sipi;
