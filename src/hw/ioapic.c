@@ -15,13 +15,20 @@ void ioapic_reset(struct ioapic *io)
         io->redir[i] = RTE_MASKED;
 }
 
+/* NMI, SMI, INIT and ExtINT are edge-triggered whatever the trigger-mode bit says (82093AA):
+ * only fixed and lowest-priority entries are level-triggered with a remote IRR. */
+static bool rte_level(uint64_t e)
+{
+    return (e & RTE_LEVEL) && ((e >> 8) & 7) <= 1;
+}
+
 static void ioapic_service(struct irqchip *ic, unsigned pin)
 {
     struct ioapic *io = &ic->ioapic;
     uint64_t e = io->redir[pin];
     if (e & RTE_MASKED)
         return;
-    bool level = e & RTE_LEVEL;
+    bool level = rte_level(e);
     if (level) {
         /* Polarity: the device models drive active-high lines; active-low inverts. */
         bool asserted = ((io->level >> pin) & 1) ^ !!(e & RTE_ACTIVE_LOW);
@@ -43,7 +50,7 @@ void ioapic_set_pin(struct irqchip *ic, unsigned pin, bool level)
     bool old = (io->level >> pin) & 1;
     io->level = (io->level & ~(1u << pin)) | ((uint32_t)level << pin);
     uint64_t e = io->redir[pin];
-    if (e & RTE_LEVEL)
+    if (rte_level(e))
         ioapic_service(ic, pin);
     else if (level && !old) /* edge: the rising edge is the interrupt */
         ioapic_service(ic, pin);
@@ -96,12 +103,12 @@ void ioapic_write(struct irqchip *ic, unsigned off, uint32_t v)
         /* Delivery status and remote IRR are read-only. */
         uint64_t ro = RTE_REMOTE_IRR | (1ull << 12);
         e = (e & ~0xFFFFFFFFull) | (e & ro) | (v & ~(uint32_t)ro);
-        if (!(e & RTE_LEVEL))
+        if (!rte_level(e))
             e &= ~RTE_REMOTE_IRR;
     }
     io->redir[pin] = e;
     /* A level line still asserted when unmasked interrupts now. */
-    if ((e & RTE_LEVEL) && !(e & RTE_MASKED))
+    if (rte_level(e) && !(e & RTE_MASKED))
         ioapic_service(ic, pin);
 }
 

@@ -59,7 +59,8 @@ bool irqchip_mmio(struct irqchip *ic, unsigned cpu, uint64_t apic_base, uint64_t
                   unsigned size, bool is_write, uint64_t *val)
 {
     uint64_t lapic = apic_base & ~0xFFFull;
-    bool is_lapic = (apic_base & (1u << 11)) && gpa >= lapic && gpa < lapic + 0x1000;
+    /* In x2APIC mode (EXTD) the page is not the APIC's any more: accesses go to the bus. */
+    bool is_lapic = (apic_base & 0xC00) == 0x800 && gpa >= lapic && gpa < lapic + 0x1000;
     bool is_ioapic = gpa >= LAYOUT_IOAPIC && gpa < LAYOUT_IOAPIC + 0x1000;
     if (!is_lapic && !is_ioapic)
         return false;
@@ -67,6 +68,13 @@ bool irqchip_mmio(struct irqchip *ic, unsigned cpu, uint64_t apic_base, uint64_t
     unsigned off = (unsigned)(gpa & 0xFFF);
     bool ok = size == 4 && (off & 3) == 0;
     pthread_mutex_lock(&ic->lock);
+    if (is_lapic && ic->lapic[cpu].x2apic) {
+        is_lapic = false;
+        if (!is_ioapic) {
+            pthread_mutex_unlock(&ic->lock);
+            return false;
+        }
+    }
     if (is_write) {
         if (ok && is_lapic)
             lapic_write(ic, cpu, off & ~0xFu, (uint32_t)*val);
@@ -168,4 +176,68 @@ bool irqchip_startup(struct irqchip *ic, unsigned cpu, bool *init, int *sipi_vec
     bool wait = l->wait_sipi;
     pthread_mutex_unlock(&ic->lock);
     return wait;
+}
+
+bool irqchip_nmi_ack(struct irqchip *ic, unsigned cpu)
+{
+    pthread_mutex_lock(&ic->lock);
+    bool r = ic->lapic[cpu].nmi_pending;
+    ic->lapic[cpu].nmi_pending = false;
+    pthread_mutex_unlock(&ic->lock);
+    return r;
+}
+
+bool irqchip_nmi_pending(struct irqchip *ic, unsigned cpu)
+{
+    pthread_mutex_lock(&ic->lock);
+    bool r = ic->lapic[cpu].nmi_pending;
+    pthread_mutex_unlock(&ic->lock);
+    return r;
+}
+
+bool irqchip_lint0_nmi(struct irqchip *ic, unsigned cpu)
+{
+    pthread_mutex_lock(&ic->lock);
+    uint32_t lvt = ic->lapic[cpu].lvt_lint0;
+    pthread_mutex_unlock(&ic->lock);
+    return !(lvt & (1u << 16)) && (lvt >> 8 & 7) == 4;
+}
+
+void irqchip_nmi(struct irqchip *ic)
+{
+    pthread_mutex_lock(&ic->lock);
+    for (unsigned i = 0; i < ic->ncpus; i++)
+        lapic_lint(ic, i, 1);
+    pthread_mutex_unlock(&ic->lock);
+}
+
+int irqchip_msr_read(struct irqchip *ic, unsigned cpu, uint32_t msr, uint64_t *val,
+                     uint64_t tsc_offset)
+{
+    if (cpu >= ic->ncpus)
+        return -ENOENT;
+    pthread_mutex_lock(&ic->lock);
+    int r = lapic_msr_read(ic, cpu, msr, val, tsc_offset);
+    pthread_mutex_unlock(&ic->lock);
+    return r;
+}
+
+int irqchip_msr_write(struct irqchip *ic, unsigned cpu, uint32_t msr, uint64_t val,
+                      uint64_t tsc_offset)
+{
+    if (cpu >= ic->ncpus)
+        return -ENOENT;
+    pthread_mutex_lock(&ic->lock);
+    int r = lapic_msr_write(ic, cpu, msr, val, tsc_offset);
+    pthread_mutex_unlock(&ic->lock);
+    return r;
+}
+
+void irqchip_set_apic_base(struct irqchip *ic, unsigned cpu, uint64_t apic_base)
+{
+    if (cpu >= ic->ncpus)
+        return;
+    pthread_mutex_lock(&ic->lock);
+    ic->lapic[cpu].x2apic = (apic_base & 0xC00) == 0xC00;
+    pthread_mutex_unlock(&ic->lock);
 }

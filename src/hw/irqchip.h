@@ -17,7 +17,11 @@ struct lapic {
     uint32_t irr[8], isr[8], tmr[8];
     uint64_t timer_start; /* ns when the current period started */
     uint64_t timer_deadline; /* ns, or IRQCHIP_NEVER */
+    uint64_t tsc_deadline; /* IA32_TSC_DEADLINE as armed by the guest (TSC units), 0: disarmed */
     bool init_pending, wait_sipi;
+    bool nmi_pending; /* one NMI waits; more collapse into it */
+    bool x2apic;      /* IA32_APIC_BASE.EXTD: registers are MSRs 0x800-0x8ff, the MMIO page is off */
+    bool lint0_level; /* last level seen on LINT0 (the 8259's INTR), for edge-triggered NMI mode */
     int sipi_vector; /* -1: none pending */
 };
 
@@ -49,6 +53,7 @@ struct pit {
 struct irqchip_ops {
     uint64_t (*now)(void *opaque);            /* the clock timers run on, in ns */
     void (*wake)(void *opaque, unsigned cpu); /* cpu may have an interrupt or startup event */
+    void (*nmi)(void *opaque, unsigned cpu);  /* optional: cpu has an NMI pending (then wake) */
 };
 
 struct irqchip {
@@ -82,6 +87,26 @@ bool irqchip_pio(struct irqchip *ic, uint16_t port, unsigned size, bool is_write
 uint64_t irqchip_poll(struct irqchip *ic, unsigned cpu);
 bool irqchip_pending(struct irqchip *ic, unsigned cpu);
 int irqchip_ack(struct irqchip *ic, unsigned cpu);
+/* NMIs: take the pending one (true if there was one). The CPU blocks further NMIs itself until
+ * iret; meanwhile one more stays pending here. irqchip_nmi raises LINT1 on every local APIC
+ * (the NMI button): each delivers it as its LVT LINT1 says. */
+bool irqchip_nmi_ack(struct irqchip *ic, unsigned cpu);
+bool irqchip_nmi_pending(struct irqchip *ic, unsigned cpu);
+/* Whether cpu's LINT0 is unmasked in NMI mode: the 8259's output (the PIT) then raises NMIs. */
+bool irqchip_lint0_nmi(struct irqchip *ic, unsigned cpu);
+void irqchip_nmi(struct irqchip *ic);
+
+/* MSRs of the local APIC: IA32_TSC_DEADLINE (0x6e0) and, in x2APIC mode, 0x800-0x8ff.
+ * tsc_offset is the vCPU's TSC minus the irqchip clock (ops->now). 0, -ENOENT if msr is not
+ * the APIC's, -EINVAL for an access the CPU must answer with #GP. */
+int irqchip_msr_read(struct irqchip *ic, unsigned cpu, uint32_t msr, uint64_t *val,
+                     uint64_t tsc_offset);
+int irqchip_msr_write(struct irqchip *ic, unsigned cpu, uint32_t msr, uint64_t val,
+                      uint64_t tsc_offset);
+/* IA32_APIC_BASE as the CPU accepted it (legal transitions are the CPU's to check): selects
+ * xAPIC or x2APIC mode. An INIT puts the APIC back in xAPIC mode (the CPU resets the MSR too). */
+void irqchip_set_apic_base(struct irqchip *ic, unsigned cpu, uint64_t apic_base);
+
 /* Startup IPIs: *init if an INIT arrived (reset the CPU and wait), *sipi_vector >= 0 if a
  * SIPI starts it. Returns whether the CPU must keep waiting for a SIPI. */
 bool irqchip_startup(struct irqchip *ic, unsigned cpu, bool *init, int *sipi_vector);
@@ -91,6 +116,12 @@ void lapic_reset(struct lapic *l, uint32_t id, bool bsp);
 void lapic_accept(struct irqchip *ic, unsigned cpu, uint8_t vector, bool level);
 void lapic_deliver(struct irqchip *ic, uint32_t dest, bool logical, unsigned mode, uint8_t vector,
                    bool level);
+void lapic_lint(struct irqchip *ic, unsigned cpu, unsigned pin); /* edge on LINT0/LINT1 */
+void lapic_lint0(struct irqchip *ic, bool level);                /* the 8259's INTR wire */
+int lapic_msr_read(struct irqchip *ic, unsigned cpu, uint32_t msr, uint64_t *val,
+                   uint64_t tsc_offset);
+int lapic_msr_write(struct irqchip *ic, unsigned cpu, uint32_t msr, uint64_t val,
+                    uint64_t tsc_offset);
 uint32_t lapic_read(struct irqchip *ic, unsigned cpu, unsigned off);
 void lapic_write(struct irqchip *ic, unsigned cpu, unsigned off, uint32_t v);
 int lapic_highest_irr(const struct lapic *l); /* deliverable (above ISR and TPR), or -1 */

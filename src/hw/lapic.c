@@ -1,5 +1,7 @@
-/* Local APIC (xAPIC MMIO) per vCPU: IRR/ISR, TPR, EOI, timer, IPIs including INIT/SIPI. */
+/* Local APIC per vCPU (xAPIC MMIO and x2APIC MSRs): IRR/ISR, TPR, EOI, timer (one-shot,
+ * periodic, TSC-deadline), IPIs including NMI and INIT/SIPI, LINT0/LINT1. */
 #include "hw/irqchip.h"
+#include <errno.h>
 #include <string.h>
 
 enum {
@@ -9,9 +11,19 @@ enum {
     LAPIC_ICR_LO = 0x300, LAPIC_ICR_HI = 0x310, LAPIC_LVT_TIMER = 0x320, LAPIC_LVT_THERMAL = 0x330,
     LAPIC_LVT_PERF = 0x340, LAPIC_LVT_LINT0 = 0x350, LAPIC_LVT_LINT1 = 0x360,
     LAPIC_LVT_ERROR = 0x370, LAPIC_TIMER_INIT = 0x380, LAPIC_TIMER_CUR = 0x390,
-    LAPIC_TIMER_DIV = 0x3E0,
+    LAPIC_TIMER_DIV = 0x3E0, LAPIC_SELF_IPI = 0x3F0,
 };
 #define LVT_MASKED (1u << 16)
+#define MSR_TSC_DEADLINE 0x6E0
+#define MSR_X2APIC_FIRST 0x800
+#define MSR_X2APIC_LAST 0x8FF
+#define X2APIC_BROADCAST 0xFFFFFFFFu
+
+enum { TIMER_ONESHOT, TIMER_PERIODIC, TIMER_TSC_DEADLINE };
+static unsigned timer_mode(uint32_t lvt) { return lvt >> 17 & 3; }
+
+/* x2APIC logical ID: cluster (ID bits 4 and up) in 31:16, one bit of 16 in 15:0. */
+static uint32_t x2apic_ldr(uint32_t id) { return (id >> 4) << 16 | 1u << (id & 0xF); }
 
 void lapic_reset(struct lapic *l, uint32_t id, bool bsp)
 {
@@ -74,12 +86,37 @@ void lapic_accept(struct irqchip *ic, unsigned cpu, uint8_t vector, bool level)
 
 static bool lapic_match_logical(const struct lapic *l, uint32_t dest)
 {
+    if (l->x2apic) { /* cluster model only: 16-bit cluster, 16-bit member mask */
+        uint32_t ldr = x2apic_ldr(l->id);
+        return (dest >> 16) == (ldr >> 16) && (dest & ldr & 0xFFFF);
+    }
     uint32_t mda = dest & 0xFF, ldr = l->ldr >> 24;
     if (mda == 0xFF)
         return true;
     if ((l->dfr >> 28) == 0xF) /* flat */
         return (ldr & mda) != 0;
     return (ldr >> 4) == (mda >> 4) && (ldr & mda & 0xF); /* cluster */
+}
+
+/* dest is 32 bits from an x2APIC ICR (x2), else 8 bits (xAPIC ICR, IOAPIC, MSI); either way
+ * all ones is a broadcast. An x2APIC receiving an 8-bit destination matches it as a 32-bit one. */
+static bool lapic_match(const struct lapic *l, uint32_t dest, bool logical, bool x2)
+{
+    if (!x2)
+        dest &= 0xFF;
+    if (x2 ? dest == X2APIC_BROADCAST : dest == 0xFF)
+        return true;
+    if (!l->x2apic && dest > 0xFF)
+        return false;
+    return logical ? lapic_match_logical(l, dest) : dest == l->id;
+}
+
+static void lapic_nmi(struct irqchip *ic, unsigned cpu)
+{
+    ic->lapic[cpu].nmi_pending = true;
+    if (ic->ops->nmi)
+        ic->ops->nmi(ic->opaque, cpu);
+    ic->ops->wake(ic->opaque, cpu);
 }
 
 static void lapic_deliver_one(struct irqchip *ic, unsigned cpu, unsigned mode, uint8_t vector,
@@ -95,29 +132,54 @@ static void lapic_deliver_one(struct irqchip *ic, unsigned cpu, unsigned mode, u
         l->init_pending = true;
         ic->ops->wake(ic->opaque, cpu);
         break;
-    case 6: /* SIPI: only a CPU waiting for one takes it */
-        if (l->wait_sipi && l->sipi_vector < 0) {
+    case 4: /* NMI: the vector is ignored; even a software-disabled APIC takes it */
+        lapic_nmi(ic, cpu);
+        break;
+    case 6: /* SIPI: only a CPU waiting for one takes it; an INIT its vCPU has not handled yet
+               * counts as done (on hardware INIT takes effect at once) */
+        if ((l->wait_sipi || l->init_pending) && l->sipi_vector < 0) {
             l->sipi_vector = vector;
             ic->ops->wake(ic->opaque, cpu);
         }
         break;
-    default: /* SMI, NMI, ExtINT through IPIs are not modelled (docs/emu.md) */
+    default: /* SMI and ExtINT through IPIs are not modelled (docs/emu.md) */
         break;
+    }
+}
+
+static void lapic_deliver_dest(struct irqchip *ic, uint32_t dest, bool logical, unsigned mode,
+                               uint8_t vector, bool level, bool x2)
+{
+    for (unsigned i = 0; i < ic->ncpus; i++) {
+        if (lapic_match(&ic->lapic[i], dest, logical, x2)) {
+            lapic_deliver_one(ic, i, mode, vector, level);
+            /* Lowest priority goes to one CPU: the first match stands in for the lowest TPR. */
+            if (mode == 1)
+                break;
+        }
     }
 }
 
 void lapic_deliver(struct irqchip *ic, uint32_t dest, bool logical, unsigned mode, uint8_t vector,
                    bool level)
 {
-    for (unsigned i = 0; i < ic->ncpus; i++) {
-        bool hit = logical ? lapic_match_logical(&ic->lapic[i], dest)
-                           : ((dest & 0xFF) == 0xFF || (dest & 0xFF) == ic->lapic[i].id);
-        if (hit) {
-            lapic_deliver_one(ic, i, mode, vector, level);
-            /* Lowest priority goes to one CPU: the first match stands in for the lowest TPR. */
-            if (mode == 1)
-                break;
-        }
+    lapic_deliver_dest(ic, dest, logical, mode, vector, level, false);
+}
+
+void lapic_lint(struct irqchip *ic, unsigned cpu, unsigned pin)
+{
+    uint32_t lvt = pin ? ic->lapic[cpu].lvt_lint1 : ic->lapic[cpu].lvt_lint0;
+    if (lvt & LVT_MASKED)
+        return;
+    switch (lvt >> 8 & 7) {
+    case 0: /* fixed */
+        lapic_accept(ic, cpu, lvt & 0xFF, false);
+        break;
+    case 4:
+        lapic_nmi(ic, cpu);
+        break;
+    default: /* ExtINT is polled (irqchip_extint); SMI and INIT are not modelled */
+        break;
     }
 }
 
@@ -133,7 +195,10 @@ static void lapic_send_ipi(struct irqchip *ic, unsigned cpu)
         return;
     switch (shorthand) {
     case 0:
-        lapic_deliver(ic, l->icr_hi >> 24, lo >> 11 & 1, mode, vector, false);
+        if (l->x2apic)
+            lapic_deliver_dest(ic, l->icr_hi, lo >> 11 & 1, mode, vector, false, true);
+        else
+            lapic_deliver(ic, l->icr_hi >> 24, lo >> 11 & 1, mode, vector, false);
         break;
     case 1:
         lapic_deliver_one(ic, cpu, mode, vector, false);
@@ -156,6 +221,8 @@ static uint64_t lapic_period(const struct lapic *l)
 
 static void lapic_timer_start(struct irqchip *ic, struct lapic *l)
 {
+    if (timer_mode(l->lvt_timer) == TIMER_TSC_DEADLINE)
+        return; /* the initial count does nothing in TSC-deadline mode */
     uint64_t p = lapic_period(l);
     l->timer_start = ic->ops->now(ic->opaque);
     l->timer_deadline = p ? l->timer_start + p : IRQCHIP_NEVER;
@@ -169,12 +236,13 @@ uint64_t lapic_timer_poll(struct irqchip *ic, unsigned cpu, uint64_t now)
     if (!(l->lvt_timer & LVT_MASKED))
         lapic_accept(ic, cpu, l->lvt_timer & 0xFF, false);
     uint64_t p = lapic_period(l);
-    if ((l->lvt_timer >> 17 & 3) == 1 && p) { /* periodic: skip missed periods */
+    if (timer_mode(l->lvt_timer) == TIMER_PERIODIC && p) { /* skip missed periods */
         uint64_t n = (now - l->timer_deadline) / p + 1;
         l->timer_start = l->timer_deadline + (n - 1) * p;
         l->timer_deadline = l->timer_start + p;
     } else {
         l->timer_deadline = IRQCHIP_NEVER;
+        l->tsc_deadline = 0; /* a TSC deadline fires once and reads 0 afterwards */
     }
     return l->timer_deadline;
 }
@@ -209,7 +277,8 @@ uint32_t lapic_read(struct irqchip *ic, unsigned cpu, unsigned off)
     case LAPIC_TIMER_DIV: return l->timer_div;
     case LAPIC_TIMER_CUR: {
         uint64_t now = ic->ops->now(ic->opaque), p = lapic_period(l);
-        if (l->timer_deadline == IRQCHIP_NEVER || now >= l->timer_deadline || !p)
+        if (l->timer_deadline == IRQCHIP_NEVER || now >= l->timer_deadline || !p ||
+            timer_mode(l->lvt_timer) == TIMER_TSC_DEADLINE)
             return 0;
         return (uint32_t)((unsigned __int128)(l->timer_deadline - now) * l->timer_init / p);
     }
@@ -244,7 +313,17 @@ void lapic_write(struct irqchip *ic, unsigned cpu, unsigned off, uint32_t v)
     case LAPIC_ESR: l->esr = 0; break;
     case LAPIC_ICR_HI: l->icr_hi = v & 0xFF000000; break;
     case LAPIC_ICR_LO: l->icr_lo = v & 0x000CDFFF; lapic_send_ipi(ic, cpu); break;
-    case LAPIC_LVT_TIMER: l->lvt_timer = v & 0x700FF; break;
+    case LAPIC_LVT_TIMER: {
+        uint32_t old = l->lvt_timer;
+        l->lvt_timer = v & 0x700FF;
+        /* Entering or leaving TSC-deadline mode disarms the timer, whichever way it was armed. */
+        if ((timer_mode(old) == TIMER_TSC_DEADLINE) != (timer_mode(v) == TIMER_TSC_DEADLINE)) {
+            l->timer_deadline = IRQCHIP_NEVER;
+            l->tsc_deadline = 0;
+            l->timer_init = 0;
+        }
+        break;
+    }
     case LAPIC_LVT_THERMAL: l->lvt_thermal = v & 0x107FF; break;
     case LAPIC_LVT_PERF: l->lvt_perf = v & 0x107FF; break;
     case LAPIC_LVT_LINT0: l->lvt_lint0 = v & 0x1A7FF; ic->ops->wake(ic->opaque, cpu); break;
@@ -253,5 +332,114 @@ void lapic_write(struct irqchip *ic, unsigned cpu, unsigned off, uint32_t v)
     case LAPIC_TIMER_INIT: l->timer_init = v; lapic_timer_start(ic, l); break;
     case LAPIC_TIMER_DIV: l->timer_div = v & 0xB; break;
     default: break; /* read-only or reserved */
+    }
+}
+
+void lapic_lint0(struct irqchip *ic, bool level)
+{
+    /* LINT0 is one wire to every local APIC; in fixed or NMI mode it acts on the rising edge. */
+    for (unsigned i = 0; i < ic->ncpus; i++) {
+        struct lapic *l = &ic->lapic[i];
+        bool rise = level && !l->lint0_level;
+        l->lint0_level = level;
+        if (rise)
+            lapic_lint(ic, i, 0);
+    }
+}
+
+static void lapic_tsc_deadline(struct irqchip *ic, unsigned cpu, uint64_t tsc, uint64_t tsc_offset)
+{
+    struct lapic *l = &ic->lapic[cpu];
+    if (timer_mode(l->lvt_timer) != TIMER_TSC_DEADLINE)
+        return; /* the SDM: writes are ignored in the other timer modes */
+    l->tsc_deadline = tsc;
+    if (!tsc) {
+        l->timer_deadline = IRQCHIP_NEVER;
+        return;
+    }
+    /* Compare in TSC units first so that a deadline in the past cannot wrap the clock value;
+     * one beyond the clock's range never comes. */
+    uint64_t now = ic->ops->now(ic->opaque), tsc_now = now + tsc_offset;
+    uint64_t ahead = tsc <= tsc_now ? 0 : tsc - tsc_now;
+    l->timer_deadline = ahead >= IRQCHIP_NEVER - now ? IRQCHIP_NEVER : now + ahead;
+    ic->ops->wake(ic->opaque, cpu); /* the vCPU polls timers again before it sleeps */
+}
+
+int lapic_msr_read(struct irqchip *ic, unsigned cpu, uint32_t msr, uint64_t *val,
+                   uint64_t tsc_offset)
+{
+    (void)tsc_offset;
+    struct lapic *l = &ic->lapic[cpu];
+    if (msr == MSR_TSC_DEADLINE) {
+        *val = timer_mode(l->lvt_timer) == TIMER_TSC_DEADLINE ? l->tsc_deadline : 0;
+        return 0;
+    }
+    if (msr < MSR_X2APIC_FIRST || msr > MSR_X2APIC_LAST)
+        return -ENOENT;
+    if (!l->x2apic)
+        return -EINVAL;
+    unsigned off = (msr - MSR_X2APIC_FIRST) << 4;
+    if ((off >= LAPIC_ISR && off < LAPIC_ISR + 0x80) || (off >= LAPIC_TMR && off < LAPIC_TMR + 0x80) ||
+        (off >= LAPIC_IRR && off < LAPIC_IRR + 0x80)) {
+        *val = lapic_read(ic, cpu, off);
+        return 0;
+    }
+    switch (off) {
+    case LAPIC_ID: *val = l->id; return 0;
+    case LAPIC_LDR: *val = x2apic_ldr(l->id); return 0;
+    case LAPIC_ICR_LO: *val = (uint64_t)l->icr_hi << 32 | (l->icr_lo & ~(1u << 12)); return 0;
+    case LAPIC_VER: case LAPIC_TPR: case LAPIC_PPR: case LAPIC_SVR: case LAPIC_ESR:
+    case LAPIC_LVT_TIMER: case LAPIC_LVT_THERMAL: case LAPIC_LVT_PERF: case LAPIC_LVT_LINT0:
+    case LAPIC_LVT_LINT1: case LAPIC_LVT_ERROR: case LAPIC_TIMER_INIT: case LAPIC_TIMER_CUR:
+    case LAPIC_TIMER_DIV:
+        *val = lapic_read(ic, cpu, off);
+        return 0;
+    default: /* write-only (EOI, SELF_IPI), absent in x2APIC mode (DFR, APR, ICR high), reserved */
+        return -EINVAL;
+    }
+}
+
+int lapic_msr_write(struct irqchip *ic, unsigned cpu, uint32_t msr, uint64_t val,
+                    uint64_t tsc_offset)
+{
+    struct lapic *l = &ic->lapic[cpu];
+    if (msr == MSR_TSC_DEADLINE) {
+        lapic_tsc_deadline(ic, cpu, val, tsc_offset);
+        return 0;
+    }
+    if (msr < MSR_X2APIC_FIRST || msr > MSR_X2APIC_LAST)
+        return -ENOENT;
+    if (!l->x2apic)
+        return -EINVAL;
+    unsigned off = (msr - MSR_X2APIC_FIRST) << 4;
+    if (off == LAPIC_ICR_LO) {
+        /* One write sends: the destination is the whole upper half. */
+        l->icr_hi = (uint32_t)(val >> 32);
+        l->icr_lo = (uint32_t)val & 0x000CCFFF;
+        lapic_send_ipi(ic, cpu);
+        return 0;
+    }
+    if (val >> 32)
+        return -EINVAL;
+    uint32_t v = (uint32_t)val;
+    switch (off) {
+    case LAPIC_EOI:
+    case LAPIC_ESR:
+        if (v) /* the SDM: a non-zero write to these is #GP in x2APIC mode */
+            return -EINVAL;
+        lapic_write(ic, cpu, off, v);
+        return 0;
+    case LAPIC_SELF_IPI:
+        if (v & ~0xFFu)
+            return -EINVAL;
+        lapic_accept(ic, cpu, (uint8_t)v, false);
+        return 0;
+    case LAPIC_TPR: case LAPIC_SVR: case LAPIC_LVT_TIMER: case LAPIC_LVT_THERMAL:
+    case LAPIC_LVT_PERF: case LAPIC_LVT_LINT0: case LAPIC_LVT_LINT1: case LAPIC_LVT_ERROR:
+    case LAPIC_TIMER_INIT: case LAPIC_TIMER_DIV:
+        lapic_write(ic, cpu, off, v);
+        return 0;
+    default: /* read-only (ID, VER, PPR, LDR, ISR/TMR/IRR, current count), absent, reserved */
+        return -EINVAL;
     }
 }

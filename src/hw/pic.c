@@ -32,6 +32,7 @@ static void pic_cascade(struct irqchip *ic)
         m->irr &= ~(1u << 2);
     if (ic->ncpus && pic_highest(m) >= 0)
         ic->ops->wake(ic->opaque, 0);
+    lapic_lint0(ic, pic_highest(m) >= 0); /* LINT0 in NMI or fixed mode takes edges */
 }
 
 void pic_set_irq(struct irqchip *ic, unsigned irq, bool level)

@@ -60,7 +60,14 @@ static void emu_wake(void *opaque, unsigned cpu)
     pthread_mutex_unlock(&v->lock);
 }
 
-static const struct irqchip_ops emu_irqchip_ops = {emu_now, emu_wake};
+static void emu_nmi(void *opaque, unsigned cpu)
+{
+    struct accel *a = opaque;
+    if (cpu < a->ncpus && a->vcpus[cpu])
+        a->vcpus[cpu]->cpu.nmi_line = true; /* the core takes it at its next instruction boundary */
+}
+
+static const struct irqchip_ops emu_irqchip_ops = {emu_now, emu_wake, emu_nmi};
 
 /* --- The CPU coroutine: the core runs on its own stack so that an I/O access in the middle of
  * an instruction can return to vcpu_run as an exit and resume with the data later. --- */
@@ -149,8 +156,34 @@ static uint64_t emu_vcpu_clock(void *opaque)
     return emu_clock_ns(v->a);
 }
 
+/* The local APIC's MSRs (x2APIC, TSC deadline) and NMIs. The irqchip works in clock ns and the
+ * TSC deadline comes in TSC units: rdtsc is the clock plus tsc_offset (1 GHz). */
+static int emu_msr_read(void *opaque, uint32_t msr, uint64_t *val)
+{
+    struct vcpu *v = opaque;
+    return irqchip_msr_read(&v->a->ic, v->index, msr, val, v->cpu.tsc_offset);
+}
+
+static int emu_msr_write(void *opaque, uint32_t msr, uint64_t val)
+{
+    struct vcpu *v = opaque;
+    if (msr == 0x1b) { /* IA32_APIC_BASE, as the core accepted it: xAPIC or x2APIC mode */
+        irqchip_set_apic_base(&v->a->ic, v->index, val);
+        return 0;
+    }
+    return irqchip_msr_write(&v->a->ic, v->index, msr, val, v->cpu.tsc_offset);
+}
+
+static bool emu_nmi_ack(void *opaque)
+{
+    struct vcpu *v = opaque;
+    v->cpu.nmi_line = false; /* before the ack: an NMI arriving in between sets it again */
+    return irqchip_nmi_ack(&v->a->ic, v->index);
+}
+
 static const struct emu_io_ops emu_vcpu_io = {emu_mmio_read, emu_mmio_write, emu_pio_read,
-                                              emu_pio_write, emu_intr_ack, emu_vcpu_clock};
+                                              emu_pio_write, emu_intr_ack, emu_vcpu_clock,
+                                              emu_msr_read, emu_msr_write, emu_nmi_ack};
 
 static void emu_exit_simple(struct vcpu *v, enum vcpu_exit_reason reason)
 {
@@ -208,6 +241,13 @@ static bool emu_startup(struct vcpu *v)
     return wait;
 }
 
+/* Whether a halted vCPU has something to take: an interrupt it allows, or an NMI. */
+static bool emu_hlt_wakes(struct vcpu *v)
+{
+    bool intr = (v->cpu.flags & EMU_FLAG_IF) && irqchip_pending(&v->a->ic, v->index);
+    return intr || (irqchip_nmi_pending(&v->a->ic, v->index) && !v->cpu.nmi_blocked);
+}
+
 /* A stop that leaves the slice: the exit, after the baton is free for the others. */
 static bool emu_stop_exits(struct vcpu *v, enum emu_stop s)
 {
@@ -245,14 +285,16 @@ static void emu_step_single(struct vcpu *v)
         return;
     }
     v->cpu.intr_line = irqchip_pending(&a->ic, v->index);
+    v->cpu.nmi_line = irqchip_nmi_pending(&a->ic, v->index);
     enum emu_stop s = emu_run(&v->cpu, emu_sched_budget(v));
     if (emu_stop_exits(v, s))
         return;
     bool idle = false, wakes_on_timer = false;
     if (s == EMU_STOP_HLT) {
         __atomic_store_n(&v->woken, false, __ATOMIC_SEQ_CST);
-        wakes_on_timer = v->cpu.flags & EMU_FLAG_IF;
-        idle = !wakes_on_timer || !irqchip_pending(&a->ic, v->index);
+        /* With IF clear only an NMI wakes it, which the PIT raises through an NMI-mode LINT0. */
+        wakes_on_timer = (v->cpu.flags & EMU_FLAG_IF) || irqchip_lint0_nmi(&a->ic, v->index);
+        idle = !emu_hlt_wakes(v);
     }
     emu_sched_end(v, idle, wakes_on_timer);
 }
@@ -276,6 +318,7 @@ static void emu_step_multi(struct vcpu *v)
     }
     irqchip_poll(&a->ic, v->index);
     v->cpu.intr_line = irqchip_pending(&a->ic, v->index);
+    v->cpu.nmi_line = irqchip_nmi_pending(&a->ic, v->index);
     enum emu_stop s = emu_run(&v->cpu, EMU_SLICE_MULTI);
     if (emu_stop_exits(v, s) || s != EMU_STOP_HLT)
         return;
@@ -283,8 +326,8 @@ static void emu_step_multi(struct vcpu *v)
     v->event = false;
     pthread_mutex_unlock(&v->lock);
     uint64_t next = irqchip_poll(&a->ic, v->index);
-    if (!irqchip_pending(&a->ic, v->index) || !(v->cpu.flags & EMU_FLAG_IF))
-        emu_sleep(v, (v->cpu.flags & EMU_FLAG_IF) ? next : IRQCHIP_NEVER);
+    if (!emu_hlt_wakes(v))
+        emu_sleep(v, next); /* even with IF clear: a timer may raise an NMI (LINT0) */
 }
 
 static void emu_vcpu_loop(struct vcpu *v)
@@ -554,8 +597,10 @@ static int emu_set_sregs(struct vcpu *v, const struct vcpu_sregs *s)
     c->idt = (struct emu_dtable){s->idt.base, s->idt.limit};
     c->cr0 = s->cr0, c->cr2 = s->cr2, c->cr3 = s->cr3, c->cr4 = s->cr4, c->cr8 = s->cr8;
     c->efer = s->efer;
-    if (s->apic_base)
+    if (s->apic_base) {
         c->apic_base = s->apic_base;
+        irqchip_set_apic_base(&v->a->ic, v->index, s->apic_base);
+    }
     c->cpl = (c->cr0 & EMU_CR0_PE) ? c->seg[EMU_CS].dpl : 0;
     emu_tlb_flush(c, true);
     return 0;

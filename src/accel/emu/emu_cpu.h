@@ -103,6 +103,13 @@ struct emu_io_ops {
     int (*intr_ack)(void *opaque);
     /* The clock rdtsc follows, in ns (the TSC runs at EMU_TSC_HZ, 1 GHz); NULL: host time. */
     uint64_t (*clock_ns)(void *opaque);
+    /* MSRs the CPU does not know (the local APIC's): 0, -ENOENT if not handled either (#GP),
+     * -EINVAL for #GP. msr_write also hears of IA32_APIC_BASE (0x1b) after the CPU accepted it. */
+    int (*msr_read)(void *opaque, uint32_t msr, uint64_t *val);
+    int (*msr_write)(void *opaque, uint32_t msr, uint64_t val);
+    /* NMI acknowledge: whether an NMI was still pending (it is now taken). Called only while
+     * nmi_line is set and NMIs are not blocked; clears nmi_line first. */
+    bool (*nmi_ack)(void *opaque);
 };
 
 /* Software TLB entry: a linear page and the host address of its RAM, per access kind. */
@@ -152,6 +159,8 @@ struct emu_cpu {
     bool halted;
     volatile bool intr_line; /* the interrupt controller's INTR output; checked between blocks */
     bool intr_shadow; /* sti / mov ss: no interrupt before the next instruction */
+    volatile bool nmi_line; /* an NMI is pending at the interrupt controller; checked per instruction */
+    bool nmi_blocked;       /* an NMI handler runs: NMIs wait for the next iret */
 
     struct emu_xmm xmm[16];
     uint32_t mxcsr;

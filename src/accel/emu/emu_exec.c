@@ -1451,6 +1451,14 @@ enum emu_stop emu_run(struct emu_cpu *cpu, uint64_t max_insns)
         }
         if (!cpu->blocks) cpu->blocks = calloc(EMU_NBLOCKS, sizeof(struct emu_block));
         while (cpu->insns < end) {
+            /* NMIs ignore RFLAGS.IF; delivering one blocks the next until iret. */
+            if (cpu->nmi_line && !cpu->nmi_blocked && !cpu->intr_shadow && cpu->io && cpu->io->nmi_ack &&
+                cpu->io->nmi_ack(cpu->io_opaque)) {
+                cpu->insn_rip = cpu->rip;
+                cpu->halted = false;
+                cpu->nmi_blocked = true;
+                emu_deliver(cpu, 2, false, 0, false, cpu->rip);
+            }
             if (cpu->intr_line && (cpu->flags & EMU_FLAG_IF) && !cpu->intr_shadow && cpu->io && cpu->io->intr_ack) {
                 int v = cpu->io->intr_ack(cpu->io_opaque);
                 if (v >= 0) {
@@ -1486,7 +1494,7 @@ enum emu_stop emu_run(struct emu_cpu *cpu, uint64_t max_insns)
                 else exec_map1(cpu, in);
                 cpu->nested_exc = 0;
                 cpu->insns++;
-                if (cpu->rip != next || cpu->block_dirty || cpu->halted) break;
+                if (cpu->rip != next || cpu->block_dirty || cpu->halted || cpu->nmi_line) break;
             }
         }
         return EMU_STOP_BUDGET;

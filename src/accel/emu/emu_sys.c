@@ -348,6 +348,7 @@ void emu_deliver(struct emu_cpu *cpu, unsigned vec, bool has_err, uint32_t err, 
 
 static void exec_iret(struct emu_cpu *cpu, const struct emu_insn *in)
 {
+    cpu->nmi_blocked = false; /* even an iret that faults ends NMI blocking */
     enum emu_cpu_mode mode = emu_mode(cpu);
     unsigned os = in->osize;
     if (mode == EMU_MODE_REAL) {
@@ -411,7 +412,7 @@ void emu_cpuid(struct emu_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t out[4]
         out[0] = 0x000306a9; /* family 6 model 0x3a */
         out[1] = ((cpu->topo_pkg_cpus > 1 ? (cpu->topo_pkg_cpus > 255 ? 255u : cpu->topo_pkg_cpus) : 1u) << 16) |
                  (8u << 8) | ((cpu->apic_id & 0xff) << 24);
-        out[2] = (1u << 23);  /* popcnt */
+        out[2] = (1u << 21) | (1u << 23) | (1u << 24); /* x2APIC, popcnt, TSC-deadline timer */
         out[3] = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9) | (1u << 12) |
                  (1u << 13) | (1u << 15) | (1u << 16) | (1u << 19) | (1u << 23) | (1u << 24) | (1u << 25) | (1u << 26);
         if (cpu->topo_pkg_cpus > 1) out[3] |= 1u << 28; /* HTT: the logical count above is valid */
@@ -478,7 +479,24 @@ int emu_rdmsr(struct emu_cpu *cpu, uint32_t idx, uint64_t *v)
     case 0xc0000102: *v = cpu->kernel_gs_base; return 0;
     case 0xc0000103: *v = cpu->tsc_aux; return 0;
     }
+    if (cpu->io && cpu->io->msr_read) {
+        int r = cpu->io->msr_read(cpu->io_opaque, idx, v);
+        if (r != -ENOENT) return r;
+    }
     return -EINVAL;
+}
+
+/* IA32_APIC_BASE: EN (bit 11) and EXTD (bit 10) move between disabled (0,0), xAPIC (1,0) and
+ * x2APIC (1,1) only as the SDM allows: EXTD without EN, x2APIC to xAPIC and disabled to
+ * x2APIC are #GP, as are the reserved bits (0-7, 9, above the 40-bit physical width). */
+static int apic_base_write(struct emu_cpu *cpu, uint64_t v)
+{
+    if (v & (0x2ffull | ~((1ull << 40) - 1))) return -EINVAL;
+    unsigned from = (cpu->apic_base >> 10) & 3, to = (v >> 10) & 3;
+    if (to == 1 || (from == 3 && to == 2) || (from == 0 && to == 3)) return -EINVAL;
+    cpu->apic_base = v;
+    if (cpu->io && cpu->io->msr_write) cpu->io->msr_write(cpu->io_opaque, 0x1b, v);
+    return 0;
 }
 
 static bool canonical(uint64_t v) { return emu_canonical(v); }
@@ -487,7 +505,7 @@ int emu_wrmsr(struct emu_cpu *cpu, uint32_t idx, uint64_t v)
 {
     switch (idx) {
     case 0x10: cpu->tsc_offset = v - emu_rdtsc(cpu) + cpu->tsc_offset; return 0;
-    case 0x1b: cpu->apic_base = v; return 0;
+    case 0x1b: return apic_base_write(cpu, v);
     case 0x8b: case 0x179: case 0x17a: case 0x2ff: return 0;
     case 0x174: cpu->sysenter_cs = v; return 0;
     case 0x175: cpu->sysenter_esp = v; return 0;
@@ -512,6 +530,10 @@ int emu_wrmsr(struct emu_cpu *cpu, uint32_t idx, uint64_t v)
     }
     if (idx >= 0x200 && idx <= 0x20f) return 0; /* variable MTRRs */
     if (idx == 0x250 || idx == 0x258 || idx == 0x259 || (idx >= 0x268 && idx <= 0x26f)) return 0;
+    if (cpu->io && cpu->io->msr_write) {
+        int r = cpu->io->msr_write(cpu->io_opaque, idx, v);
+        if (r != -ENOENT) return r;
+    }
     return -EINVAL;
 }
 

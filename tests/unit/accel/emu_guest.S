@@ -56,7 +56,7 @@ guest_boot_end:
  * what they saw at 0x8000.. and halt. Offsets are exported for the test. */
     .set KB, 0x10000
     .globl guest_kern_start, guest_kern_end
-    .globl k_sti_hlt, h_irq
+    .globl k_sti_hlt, h_irq, k_nmi, h_nmi
     .globl k_ud, k_pf, k_user, k_syscall, k_wp, k_1g, k_tlb1, k_tlb2, h_ud, h_pf, k_int80, h_int80
 guest_kern_start:
 k_ud:
@@ -118,6 +118,26 @@ h_irq:
     mov 16(%rsp), %rax
     mov %rax, 0x8510
     iretq
+k_nmi:
+    cli
+    hlt
+    movq $0x99, 0x8508
+    hlt
+/* NMI handler: the first run raises a second NMI (port 0x80 in the test) and records the count
+ * a few instructions later, which must still be 1: NMIs are blocked until iretq. */
+h_nmi:
+    incq 0x8600
+    movq 0x8600, %rax
+    cmpq $1, %rax
+    jne 1f
+    outb %al, $0x80
+    nop
+    nop
+    movq 0x8600, %rax
+    movq %rax, 0x8608
+    mov 16(%rsp), %rax
+    mov %rax, 0x8610
+1:  iretq
 h_ud:
     mov (%rsp), %rax
     mov %rax, 0x8000

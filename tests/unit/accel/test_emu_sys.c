@@ -1,6 +1,7 @@
 /* Software CPU system behaviour: mode switches from real mode to long mode, paging (4K/2M/1G,
  * A/D, WP, NX, U/S, INVLPG), exceptions through the IDT with IST stacks, #PF error codes and
  * CR2, user mode via iretq, syscall/sysret, software interrupts, CPUID and MSRs. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +16,7 @@
 extern const uint8_t guest_boot_start[], guest_boot_end[];
 extern const uint8_t guest_kern_start[], guest_kern_end[];
 extern const uint8_t k_ud[], k_pf[], k_user[], k_syscall[], k_wp[], k_1g[], k_tlb1[], k_tlb2[], h_ud[], h_pf[],
-    k_int80[], h_int80[], k_sti_hlt[], h_irq[];
+    k_int80[], h_int80[], k_sti_hlt[], h_irq[], k_nmi[], h_nmi[];
 
 #define RAM_SIZE (8u << 20)
 #define KB 0x10000u
@@ -534,6 +535,121 @@ static void test_external_interrupt_wakes_hlt(void **state)
     cpu->io = NULL;
 }
 
+static int nmi_pending_count;
+static bool t_nmi_ack(void *opaque)
+{
+    (void)opaque;
+    cpu->nmi_line = false;
+    bool r = nmi_pending_count > 0;
+    nmi_pending_count = 0; /* NMIs that came meanwhile collapse into one */
+    return r;
+}
+
+static void t_nmi_pio_write(void *opaque, uint16_t port, uint32_t val, unsigned size)
+{
+    (void)opaque, (void)val, (void)size;
+    if (port == 0x80) {
+        nmi_pending_count++;
+        cpu->nmi_line = true;
+    }
+}
+
+static void test_nmi_blocking(void **state)
+{
+    (void)state;
+    static const struct emu_io_ops io = {.pio_write = t_nmi_pio_write, .nmi_ack = t_nmi_ack};
+    setup_long();
+    cpu->io = &io;
+    gate(2, KADDR(h_nmi), 0, 0);
+    assert_int_equal(run_at(KADDR(k_nmi)), EMU_STOP_HLT);
+    assert_false(cpu->flags & EMU_FLAG_IF);
+    /* An NMI wakes the hlt with IF clear; inside the handler a second one waits for iretq, then
+     * runs; then the code after the hlt. */
+    nmi_pending_count = 1;
+    cpu->nmi_line = true;
+    assert_int_equal(emu_run(cpu, 1000), EMU_STOP_HLT);
+    assert_int_equal(rd64(0x8608), 1);
+    assert_int_equal(rd64(0x8600), 2);
+    assert_int_equal(rd64(0x8610) & 0x200, 0); /* taken with IF clear */
+    assert_int_equal(rd64(0x8508), 0x99);
+    assert_false(cpu->nmi_blocked);
+    /* While an NMI handler runs (blocked), a pending NMI does not wake hlt; iret unblocks. */
+    cpu->nmi_blocked = true;
+    nmi_pending_count = 1;
+    cpu->nmi_line = true;
+    assert_int_equal(emu_run(cpu, 1000), EMU_STOP_HLT);
+    assert_int_equal(rd64(0x8600), 2);
+    cpu->io = NULL;
+}
+
+static int apic_base_seen_count;
+static uint64_t apic_base_seen;
+static int t_msr_read(void *opaque, uint32_t msr, uint64_t *val)
+{
+    (void)opaque;
+    if (msr == 0x830) {
+        *val = 0x1234;
+        return 0;
+    }
+    return msr == 0x831 ? -EINVAL : -ENOENT;
+}
+
+static int t_msr_write(void *opaque, uint32_t msr, uint64_t val)
+{
+    (void)opaque;
+    if (msr == 0x1b) {
+        apic_base_seen = val;
+        apic_base_seen_count++;
+        return 0;
+    }
+    return msr == 0x830 ? 0 : -ENOENT;
+}
+
+static void test_apic_base_and_apic_msrs(void **state)
+{
+    (void)state;
+    static const struct emu_io_ops io = {.msr_read = t_msr_read, .msr_write = t_msr_write};
+    uint32_t o[4];
+    emu_cpuid(cpu, 1, 0, o);
+    assert_true(o[2] & (1u << 21)); /* x2APIC */
+    assert_true(o[2] & (1u << 24)); /* TSC-deadline timer */
+    cpu->io = &io;
+    uint64_t v;
+    assert_int_equal(cpu->apic_base, 0xfee00900); /* xAPIC, BSP */
+    /* xAPIC -> x2APIC, and the interrupt controller hears of it. */
+    assert_int_equal(emu_wrmsr(cpu, 0x1b, 0xfee00d00), 0);
+    assert_int_equal(apic_base_seen, 0xfee00d00);
+    assert_int_equal(emu_rdmsr(cpu, 0x1b, &v), 0);
+    assert_int_equal(v, 0xfee00d00);
+    /* x2APIC -> xAPIC directly is #GP, and changes nothing. */
+    int seen = apic_base_seen_count;
+    assert_int_not_equal(emu_wrmsr(cpu, 0x1b, 0xfee00900), 0);
+    assert_int_equal(cpu->apic_base, 0xfee00d00);
+    assert_int_equal(apic_base_seen_count, seen);
+    /* EXTD without EN is invalid from any state. */
+    assert_int_not_equal(emu_wrmsr(cpu, 0x1b, 0xfee00500), 0);
+    /* x2APIC -> disabled -> xAPIC is the way back. */
+    assert_int_equal(emu_wrmsr(cpu, 0x1b, 0xfee00100), 0);
+    assert_int_not_equal(emu_wrmsr(cpu, 0x1b, 0xfee00d00), 0); /* disabled -> x2APIC */
+    assert_int_not_equal(emu_wrmsr(cpu, 0x1b, 0xfee00500), 0);
+    assert_int_equal(emu_wrmsr(cpu, 0x1b, 0xfee00900), 0);
+    assert_int_equal(apic_base_seen, 0xfee00900);
+    /* Reserved bits: 0-7, 9, and above the 40-bit physical address width. */
+    assert_int_not_equal(emu_wrmsr(cpu, 0x1b, 0xfee00901), 0);
+    assert_int_not_equal(emu_wrmsr(cpu, 0x1b, 0xfee00b00), 0);
+    assert_int_not_equal(emu_wrmsr(cpu, 0x1b, 0x10000000000ull | 0xfee00900), 0);
+    assert_int_equal(cpu->apic_base, 0xfee00900);
+    /* MSRs the core does not know go to the hooks: handled, #GP, or not theirs (#GP). */
+    assert_int_equal(emu_rdmsr(cpu, 0x830, &v), 0);
+    assert_int_equal(v, 0x1234);
+    assert_int_equal(emu_wrmsr(cpu, 0x830, 5), 0);
+    assert_int_not_equal(emu_rdmsr(cpu, 0x831, &v), 0);
+    assert_int_not_equal(emu_rdmsr(cpu, 0x12345678, &v), 0);
+    assert_int_not_equal(emu_wrmsr(cpu, 0x12345678, 0), 0);
+    cpu->io = NULL;
+    assert_int_not_equal(emu_rdmsr(cpu, 0x830, &v), 0);
+}
+
 /* The guest is untrusted: random code at CPL 0 (which may rewrite control registers, tables
  * and its own page tables) must end in a halt, a shutdown or the budget, never a crash. */
 static void test_random_code_is_contained(void **state)
@@ -581,6 +697,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_software_interrupt_and_iret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_self_modifying_code, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cpuid_and_msrs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nmi_blocking, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apic_base_and_apic_msrs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_msr_raises_gp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_external_interrupt_wakes_hlt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prot32_two_level_paging, setup, teardown),

@@ -1,4 +1,5 @@
 /* Unit tests for the user-space LAPIC, IOAPIC, 8259 pair and 8254 PIT, on a fake clock. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,11 +9,12 @@
 #include "hw/irqchip.h"
 
 static uint64_t fake_ns;
-static unsigned wakes[4];
+static unsigned wakes[4], nmis[4];
 
 static uint64_t fake_now(void *opaque) { return fake_ns; }
 static void fake_wake(void *opaque, unsigned cpu) { wakes[cpu]++; }
-static const struct irqchip_ops fake_ops = {fake_now, fake_wake};
+static void fake_nmi(void *opaque, unsigned cpu) { nmis[cpu]++; }
+static const struct irqchip_ops fake_ops = {fake_now, fake_wake, fake_nmi};
 
 static struct irqchip ic;
 static const uint32_t ids[4] = {0, 1, 2, 3};
@@ -21,7 +23,7 @@ static int setup(void **state)
 {
     fake_ns = 1000;
     for (unsigned i = 0; i < 4; i++)
-        wakes[i] = 0;
+        wakes[i] = nmis[i] = 0;
     assert_int_equal(irqchip_init(&ic, 4, ids, &fake_ops, NULL), 0);
     return 0;
 }
@@ -162,6 +164,14 @@ static void test_init_sipi(void **state)
     assert_false(irqchip_startup(&ic, 2, &init, &sipi));
     assert_true(init);
     assert_int_equal(sipi, 0x9B);
+    /* The same to a CPU that is running (started above): the INIT its vCPU has not handled yet
+     * does not make it drop the SIPI. */
+    lw(0, 0x310, 3u << 24);
+    lw(0, 0x300, 0x4500);
+    lw(0, 0x300, 0x4600 | 0x9C);
+    assert_false(irqchip_startup(&ic, 3, &init, &sipi));
+    assert_true(init);
+    assert_int_equal(sipi, 0x9C);
     /* Broadcast INIT (all excluding self) reaches the others, not the sender. */
     lw(0, 0x300, 0xC4500);
     assert_false(irqchip_startup(&ic, 0, &init, &sipi));
@@ -363,12 +373,306 @@ static void test_not_ours(void **state)
 
 /* The guest owns every register: random accesses from all vCPUs, IRQ lines and MSIs must
  * never crash or wedge the models, and what they report must stay in range. */
+static void test_nmi_icr_lint_ioapic(void **state)
+{
+    enable_all();
+    /* ICR delivery mode NMI (100b) to APIC ID 2: an NMI, not a maskable interrupt. */
+    lw(0, 0x310, 2u << 24);
+    lw(0, 0x300, 0x400);
+    assert_true(irqchip_nmi_pending(&ic, 2));
+    assert_false(irqchip_nmi_pending(&ic, 1));
+    assert_int_equal(nmis[2], 1);
+    assert_true(wakes[2] > 0);
+    assert_false(irqchip_pending(&ic, 2));
+    assert_int_equal(lr(2, 0x200), 0); /* nothing in IRR */
+    assert_true(irqchip_nmi_ack(&ic, 2));
+    assert_false(irqchip_nmi_ack(&ic, 2));
+    /* Two NMIs before the CPU takes one collapse into one. */
+    lw(0, 0x300, 0x400);
+    lw(0, 0x300, 0x400);
+    assert_true(irqchip_nmi_ack(&ic, 2));
+    assert_false(irqchip_nmi_ack(&ic, 2));
+    /* Shorthands: all but self, then self. */
+    lw(0, 0x300, 0xC0400);
+    assert_false(irqchip_nmi_pending(&ic, 0));
+    for (unsigned i = 1; i < 4; i++)
+        assert_true(irqchip_nmi_ack(&ic, i));
+    lw(0, 0x300, 0x40400);
+    assert_true(irqchip_nmi_ack(&ic, 0));
+    assert_false(irqchip_nmi_pending(&ic, 1));
+    /* A software-disabled APIC still takes NMIs. */
+    lw(1, 0xF0, 0xFF);
+    lw(0, 0x310, 1u << 24);
+    lw(0, 0x300, 0x400);
+    assert_true(irqchip_nmi_ack(&ic, 1));
+    lw(1, 0xF0, 0x1FF);
+
+    /* LINT1 (the NMI button): the BSP's is NMI at reset, the APs' masked until programmed. */
+    irqchip_nmi(&ic);
+    assert_true(irqchip_nmi_ack(&ic, 0));
+    assert_false(irqchip_nmi_pending(&ic, 1));
+    lw(1, 0x360, 0x400);
+    lw(3, 0x360, 0x10400); /* masked */
+    irqchip_nmi(&ic);
+    assert_true(irqchip_nmi_ack(&ic, 0));
+    assert_true(irqchip_nmi_ack(&ic, 1));
+    assert_false(irqchip_nmi_pending(&ic, 3));
+    /* LINT1 in fixed mode delivers its vector instead. */
+    lw(2, 0x360, 0x66);
+    irqchip_nmi(&ic);
+    assert_false(irqchip_nmi_pending(&ic, 2));
+    assert_int_equal(irqchip_ack(&ic, 2), 0x66);
+    irqchip_nmi_ack(&ic, 0);
+    irqchip_nmi_ack(&ic, 1);
+
+    /* LINT0 in NMI mode: the 8259's INTR rising is an NMI on every APIC so programmed. */
+    lw(0, 0x350, 0x400);
+    lw(3, 0x350, 0x400);
+    pio_w(0x20, 0x11);
+    pio_w(0x21, 0x20);
+    pio_w(0x21, 0x04);
+    pio_w(0x21, 0x01);
+    pio_w(0x21, 0xFD); /* only IRQ 1 */
+    irqchip_set_level(&ic, 1, true);
+    assert_true(irqchip_nmi_ack(&ic, 0));
+    assert_true(irqchip_nmi_ack(&ic, 3));
+    assert_false(irqchip_nmi_pending(&ic, 1));
+    assert_false(irqchip_pending(&ic, 0)); /* not ExtINT any more */
+
+    /* IOAPIC pin 5 with delivery mode NMI to APIC ID 3. */
+    iow(0x10 + 2 * 5 + 1, 3u << 24);
+    iow(0x10 + 2 * 5, 0x400 | 0x35);
+    irqchip_set_level(&ic, 5, true);
+    irqchip_set_level(&ic, 5, false);
+    assert_true(irqchip_nmi_ack(&ic, 3));
+    assert_false(irqchip_pending(&ic, 3));
+    assert_false(irqchip_nmi_pending(&ic, 1));
+    /* NMI entries are edge-triggered whatever the trigger bit says: no remote IRR holds the
+     * second one back (nothing would EOI it). */
+    iow(0x10 + 2 * 6 + 1, 2u << 24);
+    iow(0x10 + 2 * 6, 0x400 | (1u << 15));
+    for (int i = 0; i < 2; i++) {
+        irqchip_set_level(&ic, 6, true);
+        irqchip_set_level(&ic, 6, false);
+        assert_true(irqchip_nmi_ack(&ic, 2));
+    }
+    iow(0x10 + 2 * 6, 0x10000);
+    /* MSI with delivery mode NMI. */
+    irqchip_send_msi(&ic, 0xFEE00000ull | (1u << 12), 0x400);
+    assert_true(irqchip_nmi_ack(&ic, 1));
+}
+
+#define TSC_OFF 1000000ull /* the vCPU's TSC runs this far ahead of the irqchip clock */
+
+static uint64_t msr_rd(unsigned cpu, uint32_t msr, int expect)
+{
+    uint64_t v = 0xdead;
+    assert_int_equal(irqchip_msr_read(&ic, cpu, msr, &v, TSC_OFF), expect);
+    return v;
+}
+
+static void msr_wr(unsigned cpu, uint32_t msr, uint64_t v, int expect)
+{
+    assert_int_equal(irqchip_msr_write(&ic, cpu, msr, v, TSC_OFF), expect);
+}
+
+static void test_tsc_deadline(void **state)
+{
+    enable_all();
+    /* Outside TSC-deadline mode IA32_TSC_DEADLINE reads 0 and ignores writes. */
+    lw(0, 0x320, 0xE5);
+    msr_wr(0, 0x6E0, TSC_OFF + 5000, 0);
+    assert_int_equal(msr_rd(0, 0x6E0, 0), 0);
+    assert_int_equal(irqchip_poll(&ic, 0), IRQCHIP_NEVER);
+
+    lw(0, 0x320, 0x40000 | 0xE5); /* mode 10b */
+    assert_int_equal(lr(0, 0x320), 0x400E5);
+    /* Arm: the TSC reaches TSC_OFF + 6000 when the clock reads 6000. */
+    msr_wr(0, 0x6E0, TSC_OFF + 6000, 0);
+    assert_int_equal(msr_rd(0, 0x6E0, 0), TSC_OFF + 6000);
+    assert_int_equal(irqchip_poll(&ic, 0), 6000);
+    fake_ns = 5999;
+    irqchip_poll(&ic, 0);
+    assert_false(irqchip_pending(&ic, 0));
+    fake_ns = 6000;
+    assert_int_equal(irqchip_poll(&ic, 0), IRQCHIP_NEVER);
+    assert_int_equal(irqchip_ack(&ic, 0), 0xE5);
+    lw(0, 0xB0, 0);
+    /* It fired once and disarmed itself: the MSR reads 0, nothing fires later. */
+    assert_int_equal(msr_rd(0, 0x6E0, 0), 0);
+    fake_ns = 1000000;
+    irqchip_poll(&ic, 0);
+    assert_false(irqchip_pending(&ic, 0));
+    /* The initial count does nothing in this mode, and the current count reads 0. */
+    lw(0, 0x380, 100);
+    assert_int_equal(irqchip_poll(&ic, 0), IRQCHIP_NEVER);
+    assert_int_equal(lr(0, 0x390), 0);
+    /* A deadline already passed fires at once. */
+    msr_wr(0, 0x6E0, 5, 0);
+    assert_int_equal(irqchip_poll(&ic, 0), IRQCHIP_NEVER);
+    assert_int_equal(irqchip_ack(&ic, 0), 0xE5);
+    lw(0, 0xB0, 0);
+    /* A far deadline stays far; one beyond the clock's range (here the guest's TSC reads 0 now)
+     * never fires rather than wrapping round to now. */
+    msr_wr(0, 0x6E0, ~0ull - 5, 0);
+    assert_int_equal(irqchip_poll(&ic, 0), ~0ull - 5 - TSC_OFF);
+    assert_int_equal(irqchip_msr_write(&ic, 0, 0x6E0, ~0ull - 5, 0 - fake_ns), 0);
+    assert_int_equal(irqchip_poll(&ic, 0), IRQCHIP_NEVER);
+    assert_false(irqchip_pending(&ic, 0));
+    assert_int_equal(msr_rd(0, 0x6E0, 0), ~0ull - 5);
+    /* Writing 0 disarms. */
+    msr_wr(0, 0x6E0, TSC_OFF + fake_ns + 10000, 0);
+    assert_int_equal(irqchip_poll(&ic, 0), fake_ns + 10000);
+    msr_wr(0, 0x6E0, 0, 0);
+    assert_int_equal(irqchip_poll(&ic, 0), IRQCHIP_NEVER);
+    assert_int_equal(msr_rd(0, 0x6E0, 0), 0);
+    /* Switching the LVT back to one-shot disarms, and so does switching to TSC-deadline again
+     * for a one-shot count. */
+    msr_wr(0, 0x6E0, TSC_OFF + fake_ns + 10000, 0);
+    lw(0, 0x320, 0xE5);
+    assert_int_equal(irqchip_poll(&ic, 0), IRQCHIP_NEVER);
+    lw(0, 0x320, 0x400E5);
+    assert_int_equal(msr_rd(0, 0x6E0, 0), 0);
+    fake_ns += 20000;
+    irqchip_poll(&ic, 0);
+    assert_false(irqchip_pending(&ic, 0));
+    lw(0, 0x320, 0xE5);
+    lw(0, 0x380, 1000);
+    assert_true(irqchip_poll(&ic, 0) != IRQCHIP_NEVER);
+    lw(0, 0x320, 0x400E5);
+    assert_int_equal(irqchip_poll(&ic, 0), IRQCHIP_NEVER);
+    assert_int_equal(lr(0, 0x380), 0);
+    /* Masked: the deadline passes (and disarms) without an interrupt. */
+    lw(0, 0x320, 0x500E5);
+    msr_wr(0, 0x6E0, TSC_OFF + fake_ns + 100, 0);
+    fake_ns += 100;
+    irqchip_poll(&ic, 0);
+    assert_false(irqchip_pending(&ic, 0));
+    assert_int_equal(msr_rd(0, 0x6E0, 0), 0);
+    /* Each vCPU has its own. */
+    lw(1, 0x320, 0x400E6);
+    msr_wr(1, 0x6E0, TSC_OFF + fake_ns + 50, 0);
+    assert_int_equal(irqchip_poll(&ic, 0), IRQCHIP_NEVER);
+    assert_int_equal(irqchip_poll(&ic, 1), fake_ns + 50);
+}
+
+#define X2APIC_BASE (LAPIC | 0xD00)
+
+static void test_x2apic_msrs(void **state)
+{
+    enable_all();
+    /* xAPIC mode: the x2APIC MSRs are #GP; other MSRs are not the APIC's. */
+    msr_rd(0, 0x802, -EINVAL);
+    msr_wr(0, 0x808, 0, -EINVAL);
+    msr_rd(0, 0x10, -ENOENT);
+    msr_wr(0, 0xC0000080, 0, -ENOENT);
+    for (unsigned i = 0; i < 4; i++)
+        if (i != 1)
+            irqchip_set_apic_base(&ic, i, X2APIC_BASE);
+    /* The MMIO page stops answering, whatever base the caller passes. */
+    uint64_t x = 0;
+    assert_false(irqchip_mmio(&ic, 0, X2APIC_BASE, LAPIC + 0x20, 4, false, &x));
+    assert_false(irqchip_mmio(&ic, 0, APIC_BASE, LAPIC + 0x20, 4, false, &x));
+    assert_true(irqchip_mmio(&ic, 1, APIC_BASE, LAPIC + 0x20, 4, false, &x)); /* still xAPIC */
+    assert_true(irqchip_mmio(&ic, 0, X2APIC_BASE, 0xFEC00000, 4, false, &x)); /* IOAPIC stays */
+    /* 32-bit ID, LDR derived from it (read-only), no DFR. */
+    assert_int_equal(msr_rd(0, 0x802, 0), 0);
+    assert_int_equal(msr_rd(3, 0x802, 0), 3);
+    assert_int_equal(msr_rd(3, 0x80D, 0), 1u << 3);
+    assert_int_equal(msr_rd(0, 0x803, 0), 0x50014);
+    msr_wr(3, 0x80D, 0, -EINVAL);
+    msr_wr(3, 0x802, 7, -EINVAL);
+    msr_rd(0, 0x80E, -EINVAL); /* DFR */
+    msr_rd(0, 0x809, -EINVAL); /* APR */
+    msr_rd(0, 0x831, -EINVAL); /* ICR high half */
+    msr_rd(0, 0x80B, -EINVAL); /* EOI is write-only */
+    msr_rd(0, 0x83F, -EINVAL); /* SELF_IPI is write-only */
+    msr_rd(0, 0x804, -EINVAL); /* reserved */
+    msr_rd(0, 0x82F, -EINVAL); /* no CMCI LVT */
+    msr_wr(0, 0x8FF, 0, -EINVAL);
+    msr_wr(0, 0x80B, 1, -EINVAL); /* non-zero EOI */
+    msr_wr(0, 0x808, 1ull << 32, -EINVAL); /* upper half of a 32-bit register */
+    /* Registers through MSRs: SVR, TPR/PPR, LVTs. */
+    msr_wr(0, 0x80F, 0x1FE, 0);
+    assert_int_equal(msr_rd(0, 0x80F, 0), 0x1FE);
+    msr_wr(0, 0x808, 0x40, 0);
+    assert_int_equal(msr_rd(0, 0x80A, 0), 0x40);
+    msr_wr(0, 0x808, 0, 0);
+    msr_wr(0, 0x835, 0x400, 0);
+    assert_int_equal(msr_rd(0, 0x835, 0), 0x400);
+
+    /* SELF_IPI: a fixed interrupt to itself; ISR and EOI through MSRs. */
+    msr_wr(0, 0x83F, 0x55, 0);
+    assert_int_equal(msr_rd(0, 0x822, 0), 1u << (0x55 - 64)); /* IRR */
+    assert_int_equal(irqchip_ack(&ic, 0), 0x55);
+    assert_int_equal(msr_rd(0, 0x812, 0), 1u << (0x55 - 64)); /* ISR */
+    msr_wr(0, 0x80B, 0, 0);
+    assert_int_equal(msr_rd(0, 0x812, 0), 0);
+    msr_wr(0, 0x83F, 0x155, -EINVAL);
+    assert_false(irqchip_pending(&ic, 0));
+
+    /* ICR: one 64-bit write with a 32-bit destination. */
+    msr_wr(0, 0x830, 3ull << 32 | 0x4A, 0);
+    assert_int_equal(msr_rd(0, 0x830, 0), 3ull << 32 | 0x4A);
+    assert_int_equal(irqchip_ack(&ic, 3), 0x4A);
+    assert_false(irqchip_pending(&ic, 2));
+    msr_wr(3, 0x80B, 0, 0);
+    /* Destination 0x100 is APIC ID 256, not ID 0 truncated. */
+    msr_wr(2, 0x830, 0x100ull << 32 | 0x4A, 0);
+    for (unsigned i = 0; i < 4; i++)
+        assert_false(irqchip_pending(&ic, i));
+    /* An xAPIC receiver still matches an 8-bit destination. */
+    msr_wr(0, 0x830, 1ull << 32 | 0x4B, 0);
+    assert_int_equal(irqchip_ack(&ic, 1), 0x4B);
+    lw(1, 0xB0, 0);
+    /* Broadcast 0xFFFFFFFF reaches everyone. */
+    msr_wr(0, 0x830, 0xFFFFFFFFull << 32 | 0x4C, 0);
+    for (unsigned i = 0; i < 4; i++)
+        assert_int_equal(irqchip_ack(&ic, i), 0x4C);
+    for (unsigned i = 0; i < 4; i++)
+        if (i == 1)
+            lw(1, 0xB0, 0);
+        else
+            msr_wr(i, 0x80B, 0, 0);
+    /* Logical: cluster 0, members 2 and 3. */
+    msr_wr(0, 0x830, 0x0000000Cull << 32 | 1u << 11 | 0x4D, 0);
+    assert_int_equal(irqchip_ack(&ic, 2), 0x4D);
+    assert_int_equal(irqchip_ack(&ic, 3), 0x4D);
+    assert_false(irqchip_pending(&ic, 0));
+    assert_false(irqchip_pending(&ic, 1));
+    /* Cluster 1 is nobody here. */
+    msr_wr(0, 0x830, 0x0001000Cull << 32 | 1u << 11 | 0x4E, 0);
+    assert_false(irqchip_pending(&ic, 0));
+    /* NMI and shorthands through the x2APIC ICR. */
+    msr_wr(0, 0x830, 2ull << 32 | 0x400, 0);
+    assert_true(irqchip_nmi_ack(&ic, 2));
+    msr_wr(0, 0x830, 0x40400, 0);
+    assert_true(irqchip_nmi_ack(&ic, 0));
+    assert_false(irqchip_nmi_pending(&ic, 3));
+    /* INIT and SIPI to a 32-bit destination. */
+    msr_wr(0, 0x830, 3ull << 32 | 0x4500, 0);
+    bool init;
+    int sipi;
+    assert_true(irqchip_startup(&ic, 3, &init, &sipi));
+    assert_true(init);
+    /* INIT put CPU 3 back in xAPIC mode (the CPU resets IA32_APIC_BASE likewise). */
+    msr_rd(3, 0x802, -EINVAL);
+    /* Leaving x2APIC mode (through disabled): MMIO again, MSRs #GP. */
+    irqchip_set_apic_base(&ic, 0, LAPIC | 0x100);
+    irqchip_set_apic_base(&ic, 0, APIC_BASE);
+    msr_rd(0, 0x802, -EINVAL);
+    assert_int_equal(lr(0, 0x20), 0);
+    /* The TSC deadline MSR is there in both modes. */
+    msr_rd(0, 0x6E0, 0);
+    msr_rd(2, 0x6E0, 0);
+}
+
 static void test_hostile_guest(void **state)
 {
     uint64_t seed = 0x9E3779B97F4A7C15ull;
     for (unsigned i = 0; i < 200000; i++) {
         seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
-        unsigned cpu = seed & 3, what = (seed >> 2) & 7;
+        unsigned cpu = seed & 3, what = (seed >> 2) & 15;
         uint64_t v = seed >> 11;
         uint32_t p32 = (uint32_t)v;
         switch (what) {
@@ -395,6 +699,28 @@ static void test_hostile_guest(void **state)
             assert_true(vec >= -1 && vec <= 255);
             break;
         }
+        case 8: case 9: {
+            /* The APIC's MSRs (and around them) with any value, in either mode. */
+            uint32_t msr = 0x7F0 + (uint32_t)((seed >> 40) % 0x120);
+            if ((seed >> 38) & 1)
+                msr = 0x6E0;
+            uint64_t x = (seed >> 62) ? v : v >> 40;
+            int r = what == 8 ? irqchip_msr_read(&ic, cpu, msr, &x, seed)
+                              : irqchip_msr_write(&ic, cpu, msr, x, seed);
+            assert_true(r == 0 || r == -EINVAL || r == -ENOENT);
+            break;
+        }
+        case 10: {
+            static const uint64_t bases[] = {APIC_BASE, X2APIC_BASE, LAPIC | 0x100};
+            irqchip_set_apic_base(&ic, cpu, bases[(seed >> 40) % 3]);
+            break;
+        }
+        case 11:
+            if ((seed >> 40) & 1)
+                irqchip_nmi(&ic);
+            else
+                irqchip_nmi_ack(&ic, cpu);
+            break;
         default: {
             bool init;
             int sipi;
@@ -422,6 +748,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pit_channel2_port61, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_running_timers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_ours, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nmi_icr_lint_ioapic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tsc_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_x2apic_msrs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_guest, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
