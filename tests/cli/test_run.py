@@ -304,7 +304,38 @@ def case_internal_error():
     assert "Segmentation" not in err
 
 
+def case_emu_signals():
+    """-accel emu hands the event loop the baton between slices: a signal must still stop vmkit
+    promptly when the vCPUs are gone (-no-shutdown after power-off) and when they idle in
+    host time (-icount sleep=on)."""
+    p = start_held("-accel", "emu", "-smp", "2")
+    read_until(p.stdout.fileno(), PASS_LINE)
+    time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=10)
+    assert p.returncode == 0, p.stderr.read().decode()
+    vclock = EXTRA[1]
+    p = subprocess.Popen([VMKIT, "run", "-nographic", "-kernel", vclock, "-accel", "emu", "-smp",
+                          "2", "-icount", "sleep=on", "-append", "sleep_ms=100000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    time.sleep(1)
+    assert p.poll() is None, "the guest should still be sleeping"
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=10)
+    err = p.stderr.read().decode()
+    assert p.returncode == 0 and "terminating on signal" in err, err
+
+
+def case_emu_nic_quiet():
+    """-nic takes the netdev's queues as they are: no warning about mq for a one-queue netdev."""
+    r = run("-nographic", "-kernel", GUEST, "-accel", "emu", "-nic", "user,model=virtio-net-pci")
+    assert r.returncode == 0 and PASS_LINE in r.stdout, r
+    assert b"warning" not in r.stderr, r.stderr
+
+
 CASES = {
+    "emu-signals": case_emu_signals,
+    "emu-nic-quiet": case_emu_nic_quiet,
     "help-version": case_help_version,
     "bad-options": case_bad_options,
     "missing-kernel": case_missing_kernel,

@@ -462,7 +462,8 @@ int emu_rdmsr(struct emu_cpu *cpu, uint32_t idx, uint64_t *v)
     switch (idx) {
     case 0x10: *v = emu_rdtsc(cpu); return 0;
     case 0x1b: *v = cpu->apic_base; return 0;
-    case 0x8b: case 0xfe: case 0x179: case 0x17a: *v = 0; return 0; /* microcode rev, MTRRcap, MCG */
+    /* platform ID, microcode revision, MTRRcap, MCG_CAP/STATUS: nothing to report */
+    case 0x17: case 0x8b: case 0xfe: case 0x179: case 0x17a: *v = 0; return 0;
     case 0x174: *v = cpu->sysenter_cs; return 0;
     case 0x175: *v = cpu->sysenter_esp; return 0;
     case 0x176: *v = cpu->sysenter_eip; return 0;

@@ -775,6 +775,7 @@ struct vnet_params {
     uint8_t mac[6];
     bool have_mac;
     bool mq;
+    bool mq_implied; /* by -nic, which takes whatever queues the netdev has: no warnings */
     uint64_t off; /* feature bits the user turned off */
 };
 
@@ -849,7 +850,7 @@ static int vnet_create(struct vm_device_ctx *ctx, const char *devname, const str
         if (p->mq && q > VNET_MAX_PAIRS)
             log_warn("%s: netdev '%s' has %u queues; vmkit's virtio-net uses at most %u pairs",
                      n->name, p->netdev, q, VNET_MAX_PAIRS);
-        if (p->mq && q <= 1)
+        if (p->mq && q <= 1 && !p->mq_implied)
             log_warn("%s: mq=on needs a netdev with queues=N (N > 1); using one queue pair", n->name);
         n->link_up = net_backend_link_up(n->nb);
     }
@@ -961,6 +962,6 @@ int virtio_net_pci_create_nic(struct vm_device_ctx *ctx, const struct vm_config_
     char name[48];
     snprintf(name, sizeof(name), "virtio-net-pci %s", nic->name ? nic->name : "");
     /* -nic with a multi-queue TAP gets all its queues, as QEMU's -nic does. */
-    p.mq = true;
+    p.mq = p.mq_implied = true;
     return vnet_create(ctx, name, &p);
 }
