@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct vm_config_strings {
     char **v;
@@ -498,6 +499,50 @@ static int opt_icount(struct parse_ctx *x, const char *arg)
     c->icount_shift = n;
     c->icount_sleep = sleep;
     ret = reject_unused(x, &o, "shift=N and sleep=on|off");
+out:
+    qemu_opts_free(&o);
+    return ret;
+}
+
+/* -rtc base=utc|localtime|YYYY-MM-DD[THH:MM:SS],clock=host|rt|vm[,driftfix=none|slew]. */
+static int opt_rtc(struct parse_ctx *x, const char *arg)
+{
+    struct qemu_opts o;
+    if (parse_opts(x, &o, arg, NULL))
+        return OPT_ERROR;
+    int ret = OPT_ERROR;
+    struct vm_config *c = x->c;
+    const char *base = qemu_opts_get(&o, "base");
+    if (base && !strcmp(base, "localtime")) {
+        c->rtc_localtime = true;
+    } else if (base && strcmp(base, "utc")) {
+        struct tm tm = {0};
+        char *end = strptime(base, "%Y-%m-%d", &tm);
+        if (end && *end == 'T')
+            end = strptime(end + 1, "%H:%M:%S", &tm);
+        time_t t = end && !*end ? timegm(&tm) : (time_t)-1;
+        if (t < 0) {
+            log_error("%s %s: base=%s: use utc, localtime, or a date and time in UTC such as "
+                      "2006-06-17T16:01:21 or 2006-06-17 (from 1970 on)", x->opt, arg, base);
+            goto out;
+        }
+        c->rtc_base_given = true;
+        c->rtc_base = t;
+    }
+    const char *clock = qemu_opts_get(&o, "clock");
+    if (clock && strcmp(clock, "host") && strcmp(clock, "rt") && strcmp(clock, "vm")) {
+        log_error("%s %s: clock=%s: use host (the host's time), rt (the same in vmkit) or vm "
+                  "(the guest's clock: virtual under -accel emu)", x->opt, arg, clock);
+        goto out;
+    }
+    c->rtc_clock_vm = clock && !strcmp(clock, "vm");
+    const char *drift = qemu_opts_get(&o, "driftfix");
+    if (drift && strcmp(drift, "none") && strcmp(drift, "slew")) {
+        log_error("%s %s: driftfix=%s: use none or slew", x->opt, arg, drift);
+        goto out;
+    }
+    /* slew re-injects RTC ticks a busy host lost: vmkit's RTC raises them on its clock. */
+    ret = reject_unused(x, &o, "base=, clock= and driftfix=");
 out:
     qemu_opts_free(&o);
     return ret;
@@ -1046,6 +1091,7 @@ static const struct opt_def options[] = {
     {"pidfile", true, opt_pidfile, NULL},
     {"accel", true, opt_accel, NULL},
     {"icount", true, opt_icount, NULL},
+    {"rtc", true, opt_rtc, NULL},
     {"enable-kvm", false, opt_enable_kvm, NULL},
     {"cpu", true, opt_cpu, NULL},
     {"machine", true, opt_machine, NULL},
@@ -1109,7 +1155,6 @@ static const struct opt_def options[] = {
     {"object", true, NULL, "is not supported yet: vmkit has no user-creatable objects; use "
                            "-mem-path for file-backed memory"},
     {"global", true, NULL, "is not supported yet: vmkit's devices have no global properties"},
-    {"rtc", true, NULL, "is not supported yet: the guest RTC follows the host clock"},
     {"loadvm", true, NULL, "is not supported yet: vmkit has no VM snapshots yet"},
     {"incoming", true, NULL, "is not supported yet: vmkit cannot receive a migration yet"},
     {"chardev", true, opt_chardev, NULL},

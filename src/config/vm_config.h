@@ -104,6 +104,11 @@ struct vm_config {
     bool icount_given;     /* -icount given (valid only with emu, thread=single) */
     unsigned icount_shift; /* -icount shift=N: 2^N virtual ns per instruction; default 0 */
     bool icount_sleep;     /* -icount sleep=on: idle time passes in real time, not skipped */
+    /* -rtc base=utc|localtime|DATETIME,clock=host|rt|vm: the RTC starts at rtc_base (UTC
+     * seconds) when rtc_base_given, else at the host's time (local time with rtc_localtime),
+     * and runs on the guest's clock with rtc_clock_vm (virtual under -accel emu). */
+    bool rtc_base_given, rtc_localtime, rtc_clock_vm;
+    int64_t rtc_base;
     bool name_debug_threads;  /* -name ...,debug-threads=on: name vCPU threads "CPU n/KVM" */
     struct vm_config_device *devices; /* -device, in command-line order */
     unsigned ndevices;

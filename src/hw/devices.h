@@ -18,6 +18,11 @@ struct serial *serial_create(struct machine *m, uint16_t port, unsigned irq,
 struct i8042 *i8042_create(struct machine *m);
 /* CMOS RTC at 0x70/0x71 with the host's time (UTC), 128 bytes of NVRAM that survive reset. */
 struct rtc *rtc_create(struct machine *m);
+/* -rtc: start at base_s (UTC seconds since the epoch) if base_given, else at the host's time
+ * (shifted to local time if localtime); run on the machine's clock (vm_clock: virtual under
+ * -accel emu, so runs repeat) or the host's. */
+void rtc_configure(struct rtc *rtc, bool base_given, int64_t base_s, bool localtime,
+                   bool vm_clock);
 /* Replace the host UTC clock (nanoseconds since the epoch) the RTC reads; NULL restores it.
  * For tests that need a clock they control. */
 void rtc_set_clock(struct rtc *rtc, uint64_t (*realtime_ns)(void));

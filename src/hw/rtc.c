@@ -58,7 +58,10 @@ struct rtc {
     uint8_t cmos[128]; /* NVRAM plus the alarm and status registers; time is computed */
     int64_t offset_s;  /* guest time = host UTC + offset, kept when the guest sets the clock */
     struct tm frozen;  /* the time while the guest holds SET */
-    uint64_t (*now_ns)(void);
+    uint64_t (*now_ns)(void); /* host UTC (or a test's clock) */
+    /* -rtc clock=vm: time runs on the machine's clock (virtual under -accel emu) from here. */
+    bool vm_clock;
+    int64_t vm_base_ns; /* UTC ns when the machine clock read 0 */
     int64_t last_update_s; /* guest second at which UF was last considered */
     bool irq_level;
     struct machine_timer *periodic, *update; /* on the guest's clock */
@@ -71,16 +74,24 @@ static uint64_t rtc_host_realtime_ns(void)
     return (uint64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
 }
 
+/* UTC ns on the clock the RTC runs on. */
+static uint64_t rtc_now_ns(const struct rtc *r)
+{
+    if (r->vm_clock)
+        return (uint64_t)(r->vm_base_ns + (int64_t)machine_clock_ns(r->m));
+    return r->now_ns();
+}
+
 /* Guest time is host time shifted by whole seconds, so the fraction is the host's. Seconds
  * and fraction stay separate: a guest may set the year 9999, beyond 64-bit nanoseconds. */
 static int64_t rtc_guest_sec(const struct rtc *r)
 {
-    return (int64_t)(r->now_ns() / NS_PER_SEC) + r->offset_s;
+    return (int64_t)(rtc_now_ns(r) / NS_PER_SEC) + r->offset_s;
 }
 
 static uint64_t rtc_subsec_ns(const struct rtc *r)
 {
-    return r->now_ns() % NS_PER_SEC;
+    return rtc_now_ns(r) % NS_PER_SEC;
 }
 
 static void rtc_guest_tm(const struct rtc *r, struct tm *tm)
@@ -281,7 +292,7 @@ static void rtc_write_time(struct rtc *r, unsigned idx, uint8_t v)
     }
     struct tm copy = tm;
     time_t t = timegm(&copy);
-    int64_t host_s = (int64_t)(r->now_ns() / NS_PER_SEC);
+    int64_t host_s = (int64_t)(rtc_now_ns(r) / NS_PER_SEC);
     r->offset_s = (int64_t)t - host_s;
     r->last_update_s = rtc_guest_sec(r);
 }
@@ -309,7 +320,7 @@ static void rtc_write_reg(struct rtc *r, unsigned idx, uint8_t v)
         if ((old & REG_B_SET) && !(v & REG_B_SET)) {
             struct tm copy = r->frozen;
             time_t t = timegm(&copy);
-            r->offset_s = (int64_t)t - (int64_t)(r->now_ns() / NS_PER_SEC);
+            r->offset_s = (int64_t)t - (int64_t)(rtc_now_ns(r) / NS_PER_SEC);
             r->last_update_s = rtc_guest_sec(r);
         }
         rtc_update_irq(r);
@@ -386,6 +397,25 @@ struct rtc *rtc_create(struct machine *m)
     }
     machine_add_reset_handler(m, rtc_reset, r);
     return r;
+}
+
+void rtc_configure(struct rtc *r, bool base_given, int64_t base_s, bool localtime, bool vm_clock)
+{
+    int64_t now_s = (int64_t)(r->now_ns() / NS_PER_SEC);
+    int64_t start_s = base_given ? base_s : now_s;
+    if (localtime && !base_given) {
+        struct tm tm;
+        time_t t = (time_t)now_s;
+        if (localtime_r(&t, &tm))
+            start_s += tm.tm_gmtoff;
+    }
+    r->vm_clock = vm_clock;
+    r->offset_s = 0;
+    if (vm_clock)
+        r->vm_base_ns = start_s * (int64_t)NS_PER_SEC - (int64_t)machine_clock_ns(r->m);
+    else
+        r->offset_s = start_s - now_s;
+    r->last_update_s = rtc_guest_sec(r);
 }
 
 void rtc_set_clock(struct rtc *r, uint64_t (*realtime_ns)(void))

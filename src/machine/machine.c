@@ -111,13 +111,16 @@ void machine_timer_free(struct machine_timer *t)
     free(t);
 }
 
-uint64_t machine_timers_next(struct machine *m)
+uint64_t machine_timers_due_in(struct machine *m)
 {
     uint64_t first = UINT64_MAX;
     for (struct machine_timer *t = m->timers; t; t = t->next)
         if (t->deadline < first)
             first = t->deadline;
-    return first;
+    if (first == UINT64_MAX)
+        return UINT64_MAX;
+    uint64_t now = machine_clock_ns(m);
+    return first > now ? first - now : 0;
 }
 
 void machine_timers_run(struct machine *m)

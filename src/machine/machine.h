@@ -81,9 +81,9 @@ uint64_t machine_clock_ns(struct machine *m);
 struct machine_timer *machine_timer_new(struct machine *m, void (*cb)(void *opaque), void *opaque);
 void machine_timer_arm(struct machine_timer *t, uint64_t ns_from_now, uint64_t period_ns);
 void machine_timer_free(struct machine_timer *t);
-/* For an accelerator with timers_by_accel: the earliest deadline (UINT64_MAX: none), and
- * firing the due ones (takes the machine lock). */
-uint64_t machine_timers_next(struct machine *m);
+/* For an accelerator with timers_by_accel: ns until the earliest deadline (0: due now,
+ * UINT64_MAX: none), and firing the due ones (takes the machine lock). */
+uint64_t machine_timers_due_in(struct machine *m);
 void machine_timers_run(struct machine *m);
 
 /* A device request that completes later (from the event loop) starts / has completed. */

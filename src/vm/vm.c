@@ -54,6 +54,7 @@ struct vm {
     size_t kernel_len, initrd_len;
     const char *kernel_name;
     struct boot_info boot;
+    uint64_t clock_carry; /* the machine clock at the last accelerator's end (see vm_clock_ns) */
     enum machine_request request; /* the strongest pending request; under m.lock */
     bool stopping;                /* vCPU threads leave their loops */
     int sigfd;
@@ -297,7 +298,11 @@ static int vm_add_devices(struct vm *vm)
             return -EINVAL;
     }
     vm->pm = acpi_pm_create(m);
-    if (!i8042_create(m) || !rtc_create(m) || !vm->pm)
+    struct rtc *rtc = rtc_create(m);
+    if (rtc)
+        rtc_configure(rtc, cfg->rtc_base_given, cfg->rtc_base, cfg->rtc_localtime,
+                      cfg->rtc_clock_vm);
+    if (!i8042_create(m) || !rtc || !vm->pm)
         return -EINVAL;
     misc_ports_create(m);
     vm->mmio64_base = ALIGN_UP(LAYOUT_4G + guest_mem_high_size(&m->mem), GiB);
@@ -408,10 +413,12 @@ static int vm_set_boot_cpu(struct vm *vm, struct vcpu *v)
 }
 
 /* The accelerator's clock and event gate, for the machine and the event loop. */
+/* An accelerator with a clock of its own starts it at 0, and a reset makes a new one: the
+ * machine clock goes on from where the last one ended, so devices see one continuous clock. */
 static uint64_t vm_clock_ns(struct machine *m)
 {
     struct vm *vm = m->owner;
-    return vm->ops->clock_ns(vm->accel);
+    return vm->clock_carry + (vm->accel ? vm->ops->clock_ns(vm->accel) : 0);
 }
 
 static void vm_host_events(void *opaque, bool enter)
@@ -426,8 +433,6 @@ static int vm_start_accel(struct vm *vm)
     int r = vm->ops->vm_create(m, &vm->accel_cfg, &vm->accel);
     if (r < 0)
         return r;
-    if (vm->ops->clock_ns)
-        m->clock_ns = vm_clock_ns;
     if (vm->ops->host_events)
         evloop_set_gate(m->ev, vm_host_events, vm);
     for (unsigned i = 0; i < m->mem.nregions; i++) {
@@ -451,7 +456,8 @@ static int vm_start_accel(struct vm *vm)
 
 static void vm_stop_accel(struct vm *vm)
 {
-    vm->m.clock_ns = NULL;
+    if (vm->accel && vm->ops->clock_ns)
+        vm->clock_carry += vm->ops->clock_ns(vm->accel);
     if (vm->m.ev)
         evloop_set_gate(vm->m.ev, NULL, NULL);
     for (unsigned i = 0; vm->vcpus && i < vm->m.ncpus; i++) {
@@ -627,6 +633,8 @@ static int vm_setup(struct vm *vm)
     m->irq = (struct irq_chip){&vm_irq_ops, vm};
     m->ioeventfd = vm_ioeventfd;
     m->irqfd = vm_irqfd;
+    if (vm->ops->clock_ns)
+        m->clock_ns = vm_clock_ns;
     int r = guest_mem_init(&m->mem, cfg->ram_size, cfg->mem_path, cfg->mem_prealloc);
     if (r < 0) {
         char want[32];

@@ -104,6 +104,13 @@ void guest_main(void)
     for (unsigned i = 0; i < LOG; i++)
         hash = (hash ^ owner_log[i]) * 16777619u;
 
+    /* The RTC (BCD, as firmware leaves it): with -rtc clock=vm it follows the same clock. */
+    while (cmos_read(0x0A) & 0x80) /* update in progress */
+        ;
+    unsigned sec = cmos_read(0), min = cmos_read(2), hour = cmos_read(4);
+    unsigned day = cmos_read(7), mon = cmos_read(8), year = cmos_read(9), cent = cmos_read(0x32);
+    rt_printf("vclock: rtc %02x%02x-%02x-%02x %02x:%02x:%02x\n", cent, year, mon, day, hour, min,
+              sec);
     rt_printf("vclock: work %lu ns, slept %lu ns\n", work_ns, slept);
     rt_printf("vclock: ticks at");
     for (unsigned i = 0; i < TICKS; i++)

@@ -278,7 +278,7 @@ static void emu_step_single(struct vcpu *v)
         emu_exit_simple(v, VCPU_EXIT_INTR);
         return;
     }
-    if (machine_timers_next(a->m) <= emu_clock_ns(a))
+    if (machine_timers_due_in(a->m) == 0)
         machine_timers_run(a->m);
     if (emu_startup(v)) { /* waiting for a SIPI */
         emu_sched_end(v, true, false);

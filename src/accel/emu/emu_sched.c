@@ -79,7 +79,8 @@ static uint64_t emu_sched_pass(struct accel *a)
                 first = d;
         }
         /* Device timers (the RTC) fire at the start of the next slice, whoever runs it. */
-        uint64_t dev = machine_timers_next(a->m);
+        uint64_t in = machine_timers_due_in(a->m);
+        uint64_t dev = in == UINT64_MAX ? IRQCHIP_NEVER : s->vclock + in;
         if (dev < first)
             first = dev;
         s->next_deadline = first;

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The emu accelerator's virtual clock (docs/emu.md): the vclock guest's timings and vCPU
-# interleaving repeat exactly from run to run, -icount shift=N scales the clock by 2^N, idle
+# interleaving repeat exactly from run to run (and the RTC, with -rtc clock=vm), -icount shift=N scales the clock by 2^N, idle
 # time is skipped (100 s of guest sleep in a few seconds) unless -icount sleep=on, where it
 # passes in host time.
 # usage: run-vclock.sh VMKIT GUEST
@@ -23,10 +23,13 @@ run() {
 work_ns() { sed -n 's/^vclock: work \([0-9]*\) ns.*/\1/p' "$tmp/$1"; }
 
 start=$(date +%s)
-run a -smp 2
-run b -smp 2
+rtc=(-rtc base=2020-01-01T00:00:00,clock=vm)
+run a -smp 2 "${rtc[@]}"
+run b -smp 2 "${rtc[@]}"
 cmp -s "$tmp/a" "$tmp/b" || { diff "$tmp/a" "$tmp/b"; fail "two runs of the same guest differ"; }
 grep -q "2 cpus" "$tmp/a" || fail "the second vCPU did not join"
+# The RTC on the same clock: the base plus the 100 s the guest slept (and a moment more).
+grep -q "rtc 2020-01-01 00:01:40" "$tmp/a" || fail "-rtc base=2020-01-01T00:00:00,clock=vm: the RTC did not read 00:01:40 after 100 s"
 [ $(( $(date +%s) - start )) -lt 60 ] || fail "100 s of guest idle time took a minute: it was not skipped"
 
 run shift2 -smp 2 -icount shift=2

@@ -447,6 +447,31 @@ static void test_emu_clock(void **state)
     FAILS("-icount: vCPUs running in parallel", "-accel", "emu,thread=multi", "-icount", "2");
 }
 
+static void test_rtc(void **state)
+{
+    struct vm_config c;
+    OK(&c, "-rtc", "base=utc");
+    assert_false(c.rtc_base_given || c.rtc_localtime || c.rtc_clock_vm);
+    vm_config_free(&c);
+    OK(&c, "-rtc", "base=localtime,clock=vm,driftfix=slew");
+    assert_true(c.rtc_localtime && c.rtc_clock_vm);
+    vm_config_free(&c);
+    OK(&c, "-rtc", "base=2006-06-17T16:01:21,clock=host");
+    assert_true(c.rtc_base_given);
+    assert_int_equal(c.rtc_base, 1150560081);
+    assert_false(c.rtc_clock_vm);
+    vm_config_free(&c);
+    OK(&c, "-rtc", "base=2006-06-17");
+    assert_int_equal(c.rtc_base, 1150502400);
+    vm_config_free(&c);
+    FAILS("base=yesterday: use utc, localtime, or a date", "-rtc", "base=yesterday");
+    FAILS("base=2006-06-17T16:01: use utc", "-rtc", "base=2006-06-17T16:01");
+    FAILS("base=2006-13-01: use utc", "-rtc", "base=2006-13-01");
+    FAILS("clock=wall: use host", "-rtc", "clock=wall");
+    FAILS("driftfix=fast: use none or slew", "-rtc", "driftfix=fast");
+    FAILS("unknown parameter 'bogus'", "-rtc", "bogus=1");
+}
+
 static void test_cpu(void **state)
 {
     static const char *const models[] = {"host", "max", "kvm64", "qemu64"};
@@ -596,7 +621,6 @@ static void test_not_supported(void **state)
     FAILS("-audiodev is not supported", "-audiodev", "none,id=a");
     FAILS("-object is not supported yet", "-object", "rng-random,id=r");
     FAILS("-global is not supported yet", "-global", "kvm-pit.lost_tick_policy=delay");
-    FAILS("-rtc is not supported yet", "-rtc", "base=utc");
     FAILS("-k is not supported", "-k", "de");
     FAILS("-loadvm is not supported yet", "-loadvm", "snap1");
     FAILS("-incoming is not supported yet", "-incoming", "tcp:0:4444");
@@ -653,7 +677,7 @@ int main(void)
         cmocka_unit_test(test_kernel_boot),    cmocka_unit_test(test_name_uuid),
         cmocka_unit_test(test_display),        cmocka_unit_test(test_serial),
         cmocka_unit_test(test_daemonize),      cmocka_unit_test(test_accel),
-        cmocka_unit_test(test_emu_clock),
+        cmocka_unit_test(test_emu_clock),      cmocka_unit_test(test_rtc),
         cmocka_unit_test(test_cpu),            cmocka_unit_test(test_machine),
         cmocka_unit_test(test_flags),          cmocka_unit_test(test_monitors),
         cmocka_unit_test(test_accel_auto),

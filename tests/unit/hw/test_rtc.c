@@ -197,6 +197,35 @@ static void test_index_nmi_bit(void **state)
     assert_false(rtc_nmi_masked(rtc));
 }
 
+/* -rtc base= and clock=vm: a fixed start, and time on the machine's clock (the fake clock here,
+ * which machine_clock_ns reads), not the host's. */
+static void test_base_and_vm_clock(void **state)
+{
+    struct tm tm = {.tm_year = 2006 - 1900, .tm_mon = 5, .tm_mday = 17, .tm_hour = 16,
+                    .tm_min = 1, .tm_sec = 21};
+    rtc_configure(rtc, true, timegm(&tm), false, false);
+    assert_int_equal(cmos_read(0x09), 0x06);
+    assert_int_equal(cmos_read(0x08), 0x06);
+    assert_int_equal(cmos_read(0x07), 0x17);
+    assert_int_equal(cmos_read(0x04), 0x16);
+    assert_int_equal(cmos_read(0x02), 0x01);
+    assert_int_equal(cmos_read(0x00), 0x21);
+    fake_advance(2 * NS); /* host clock: it runs with the host */
+    assert_int_equal(cmos_read(0x00), 0x23);
+
+    rtc_configure(rtc, true, timegm(&tm), false, true);
+    assert_int_equal(cmos_read(0x00), 0x21);
+    epoch_base_ns += 3600 * NS; /* the host's clock jumps: the guest's does not */
+    assert_int_equal(cmos_read(0x02), 0x01);
+    fake_advance(61 * NS); /* the machine's clock advances: so does the RTC */
+    assert_int_equal(cmos_read(0x02), 0x02);
+    assert_int_equal(cmos_read(0x00), 0x22);
+
+    rtc_configure(rtc, false, 0, false, true); /* no base: the host's time, then the machine's */
+    assert_int_equal(cmos_read(0x09), 0x24);
+    assert_int_equal(cmos_read(0x08), 0x03);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -208,6 +237,7 @@ int main(void)
         cmocka_unit_test_setup(test_update_and_periodic_interrupts, setup),
         cmocka_unit_test_setup(test_alarm_interrupt, setup),
         cmocka_unit_test_setup(test_index_nmi_bit, setup),
+        cmocka_unit_test_setup(test_base_and_vm_clock, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
