@@ -4,9 +4,11 @@
 # virtio modules and uses every device: virtio-blk (reads the host's marker, writes one back),
 # virtio-rng, virtio-console, virtio-net over user-mode networking (DHCP, then HTTP from a
 # server on the host). Floating point in user space (awk) too. See docs/emu.md.
-# usage: run-linux.sh VMKIT CACHE_DIR
+# With "repeat", instead: boots it twice with the RTC on the virtual clock from a fixed date
+# and requires the two console logs, kernel timestamps included, to be identical.
+# usage: run-linux.sh VMKIT CACHE_DIR [repeat]
 set -u
-vmkit=$1 cache=$2
+vmkit=$1 cache=$2 mode=${3:-devices}
 here=$(cd "$(dirname "$0")" && pwd)
 fail() { echo "FAIL: $*"; exit 1; }
 skip() { echo "SKIP: $*"; exit 77; }
@@ -53,6 +55,22 @@ for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_p
 done
 python3 "$here/mkinitramfs.py" "$root" "$tmp/initrd" || fail "cannot build the initramfs"
 
+if [ "$mode" = repeat ]; then
+    for run in 1 2; do
+        timeout 900 "$vmkit" run -accel emu -smp 2 -m 512M -nographic -no-reboot \
+            -kernel "$kernel" -initrd "$tmp/initrd" -rtc base=2024-02-29T12:00:00,clock=vm \
+            -append "console=ttyS0 panic=-1 loglevel=8 vmkit_repeat" >"$tmp/run$run" 2>&1
+        status=$?
+        [ $status -eq 0 ] || { tail -20 "$tmp/run$run"; fail "run $run: vmkit exited with $status"; }
+        grep -q '^LINUX-CHECK done 1' "$tmp/run$run" || { tail -20 "$tmp/run$run"; fail "run $run did not finish"; }
+    done
+    grep '^LINUX-CHECK' "$tmp/run1"
+    grep -q '^LINUX-CHECK date 2024-02-29T12:00:0' "$tmp/run1" || fail "the RTC did not start at -rtc base="
+    cmp -s "$tmp/run1" "$tmp/run2" || { diff "$tmp/run1" "$tmp/run2" | head -20; fail "the two boots differ"; }
+    echo "PASS: two boots of Linux $version under emu -smp 2 printed identical logs ($(wc -l <"$tmp/run1") lines)"
+    exit 0
+fi
+
 # --- Host side: a disk with a marker, an HTTP server for the guest to fetch from ---
 printf 'vmkit-disk-mark!' >"$tmp/disk.img" && truncate -s 1M "$tmp/disk.img"
 mkdir "$tmp/www" && echo "hello-over-virtio-net" >"$tmp/www/hello.txt"
@@ -62,7 +80,7 @@ http_pid=$!
 
 start=$(date +%s)
 timeout 900 "$vmkit" run -accel emu -smp 2 -m 512M -nographic -no-reboot \
-    -kernel "$kernel" -initrd "$tmp/initrd" -append "console=ttyS0 panic=-1 loglevel=4 http_port=$port" \
+    -kernel "$kernel" -initrd "$tmp/initrd" -append "console=ttyS0 panic=-1 loglevel=${VMKIT_LINUX_LOGLEVEL:-4} http_port=$port" \
     -drive file="$tmp/disk.img",if=virtio,format=raw -device virtio-rng-pci \
     -device virtio-serial-pci -chardev file,id=c0,path="$tmp/hvc.txt" -device virtconsole,chardev=c0 \
     -nic user,model=virtio-net-pci >"$tmp/out" 2>&1
