@@ -106,6 +106,17 @@ static uint8_t sse_ok(uint8_t op)
     case 0x12: case 0x13: case 0x16: case 0x17: return 0x3; /* movlps/movlpd movhps/movhpd */
     case 0x14: case 0x15: return 0x3;     /* unpcklps/pd unpckhps/pd */
     case 0x28: case 0x29: return 0x3;     /* movaps movapd */
+    case 0x2a: return 0xc;                /* cvtsi2ss cvtsi2sd (cvtpi2ps/pd: MMX, not here) */
+    case 0x2c: case 0x2d: return 0xc;     /* cvt(t)ss2si cvt(t)sd2si */
+    case 0x2e: case 0x2f: return 0x3;     /* ucomiss/sd comiss/sd */
+    case 0x50: return 0x3;                /* movmskps movmskpd */
+    case 0x51: return 0xf;                /* sqrt */
+    case 0x52: case 0x53: return 0x5;     /* rsqrtps/ss rcpps/ss */
+    case 0x58: case 0x59: case 0x5a: case 0x5c: case 0x5d: case 0x5e: case 0x5f:
+        return 0xf;                       /* add mul cvt sub min div max */
+    case 0x5b: return 0x7;                /* cvtdq2ps cvtps2dq cvttps2dq */
+    case 0xc2: return 0xf;                /* cmpps/pd/ss/sd */
+    case 0xe6: return 0xe;                /* cvttpd2dq cvtdq2pd cvtpd2dq */
     case 0x2b: return 0x3;                /* movntps movntpd */
     case 0x54: case 0x55: case 0x56: case 0x57: return 0x3; /* and andn or xor ps/pd */
     case 0x60: case 0x61: case 0x62: case 0x63: case 0x64: case 0x65: case 0x66: case 0x67:
@@ -209,7 +220,7 @@ static int check_group(struct emu_insn *in, enum emu_cpu_mode mode)
     case 0x12: case 0x16: return (regform && in->opsize_prefix) ? -EMU_UD : 0;
     case 0x13: case 0x17: case 0x2b: case 0xe7: return regform ? -EMU_UD : 0;
     case 0xc3: return (in->rep || in->opsize_prefix) ? -EMU_UD : 0; /* movnti */
-    case 0xc5: case 0xd7: return regform ? 0 : -EMU_UD;
+    case 0xc5: case 0xd7: case 0x50: return regform ? 0 : -EMU_UD;
     }
     return 0;
 }

@@ -93,5 +93,7 @@ void emu_cpuid(struct emu_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t out[4]
 void emu_load_seg(struct emu_cpu *cpu, unsigned seg, uint16_t sel);
 uint64_t emu_rdtsc(struct emu_cpu *cpu);
 void emu_exec_sse(struct emu_cpu *cpu, const struct emu_insn *in);
+/* pfx: the mandatory prefix, 0 none, 1 66, 2 F2, 3 F3. */
+void emu_exec_sse_fp(struct emu_cpu *cpu, const struct emu_insn *in, unsigned pfx);
 uint64_t emu_ea(struct emu_cpu *cpu, const struct emu_insn *in);
 uint64_t emu_lin(struct emu_cpu *cpu, int seg, uint64_t off, unsigned asize);

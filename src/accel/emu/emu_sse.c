@@ -1,5 +1,5 @@
 /* Software CPU SSE/SSE2: the integer and move instructions libc string functions use,
- * fxsave/fxrstor, ldmxcsr/stmxcsr, fences. No floating-point arithmetic yet. */
+ * fxsave/fxrstor, ldmxcsr/stmxcsr, fences. Floating point is in emu_sse_fp.c. */
 #include <string.h>
 
 #include "accel/emu/emu_internal.h"
@@ -164,6 +164,13 @@ void emu_exec_sse(struct emu_cpu *cpu, const struct emu_insn *in)
     if (!(cpu->cr4 & EMU_CR4_OSFXSR) || (cpu->cr0 & EMU_CR0_EM)) emu_ud(cpu);
     if (cpu->cr0 & EMU_CR0_TS) emu_raise(cpu, EMU_NM, false, 0);
     unsigned pfx = in->rep == 0xf3 ? 3 : in->rep == 0xf2 ? 2 : in->opsize_prefix ? 1 : 0;
+    switch (op) {
+    case 0x2a: case 0x2c: case 0x2d: case 0x2e: case 0x2f: case 0x50: case 0x51: case 0x52:
+    case 0x53: case 0x58: case 0x59: case 0x5a: case 0x5b: case 0x5c: case 0x5d: case 0x5e:
+    case 0x5f: case 0xc2: case 0xe6:
+        emu_exec_sse_fp(cpu, in, pfx);
+        return;
+    }
     unsigned dst = in->reg;
     union v128 a, b, res;
 
