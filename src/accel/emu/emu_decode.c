@@ -144,6 +144,35 @@ static uint8_t sse_ok(uint8_t op)
     }
 }
 
+bool emu_x87_valid(uint8_t op, uint8_t modrm)
+{
+    unsigned r = (modrm >> 3) & 7, rm = modrm & 7;
+    if (modrm < 0xc0) {
+        switch (op) {
+        case 0xd9: return r != 1 && r != 4 && r != 6; /* no fldenv fnstenv */
+        case 0xdb: return r != 4 && r != 6;
+        case 0xdd: return r != 4 && r != 5 && r != 6; /* no frstor fnsave */
+        default: return true;
+        }
+    }
+    switch (op) {
+    case 0xd8: return true;
+    case 0xd9:
+        if (r <= 1) return true;                      /* fld st(i), fxch */
+        if (r == 2) return rm == 0;                   /* fnop */
+        if (r == 4) return rm == 0 || rm == 1 || rm == 4 || rm == 5; /* fchs fabs ftst fxam */
+        if (r == 5) return rm != 7;                   /* fld1 fldl2t fldl2e fldpi fldlg2 fldln2 fldz */
+        return r >= 6;                                /* f2xm1 ... fcos */
+    case 0xda: return r <= 3 || (r == 5 && rm == 1); /* fcmov, fucompp */
+    case 0xdb: return r <= 3 || r == 5 || r == 6 || (r == 4 && (rm == 2 || rm == 3)); /* fcmov fucomi fcomi fnclex fninit */
+    case 0xdc: return r != 2 && r != 3;
+    case 0xdd: return r == 0 || r == 2 || r == 3 || r == 4 || r == 5; /* ffree fst fstp fucom fucomp */
+    case 0xde: return r != 2 && (r != 3 || rm == 1); /* ...p forms, fcompp */
+    case 0xdf: return (r == 4 && rm == 0) || r == 5 || r == 6; /* fnstsw ax, fucomip, fcomip */
+    }
+    return false;
+}
+
 static int check_group(struct emu_insn *in, enum emu_cpu_mode mode)
 {
     unsigned r = in->reg & 7;
@@ -161,15 +190,7 @@ static int check_group(struct emu_insn *in, enum emu_cpu_mode mode)
             if ((r == 3 || r == 5) && regform) return -EMU_UD;
             return 0;
         case 0xd8: case 0xd9: case 0xda: case 0xdb: case 0xdc: case 0xdd: case 0xde: case 0xdf:
-            /* x87: only what kernels and libc startup touch. */
-            if (in->op == 0xdb && in->modrm_present && in->mod == 3 && r == 4 && (in->rm & 7) == 3)
-                return 0; /* fninit */
-            if (in->op == 0xdb && in->mod == 3 && r == 4 && (in->rm & 7) == 2)
-                return 0; /* fnclex */
-            if (in->op == 0xd9 && !regform && (r == 7 || r == 5)) return 0; /* fnstcw fldcw */
-            if (in->op == 0xdd && !regform && r == 7) return 0;               /* fnstsw m16 */
-            if (in->op == 0xdf && regform && r == 4 && (in->rm & 7) == 0) return 0; /* fnstsw ax */
-            return -EMU_UD;
+            return emu_x87_valid(in->op, (uint8_t)((in->mod << 6) | (r << 3) | (in->rm & 7))) ? 0 : -EMU_UD;
         }
         return 0;
     }

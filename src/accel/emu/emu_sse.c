@@ -103,6 +103,7 @@ static void fxsave(struct emu_cpu *cpu, uint64_t lin)
     memcpy(img + 2, &cpu->fsw, 2);
     img[4] = cpu->ftw;
     memcpy(img + 24, &cpu->mxcsr, 4);
+    for (unsigned i = 0; i < 8; i++) memcpy(img + 32 + 16 * i, cpu->x87_st[i], 10);
     uint32_t mask = 0xffff;
     memcpy(img + 28, &mask, 4);
     unsigned nx = emu_mode(cpu) == EMU_MODE_LONG64 ? 16 : 8;
@@ -129,6 +130,7 @@ static void fxrstor(struct emu_cpu *cpu, uint64_t lin)
     memcpy(&cpu->fsw, img + 2, 2);
     cpu->ftw = img[4];
     cpu->mxcsr = mx;
+    for (unsigned i = 0; i < 8; i++) memcpy(cpu->x87_st[i], img + 32 + 16 * i, 10);
     unsigned nx = emu_mode(cpu) == EMU_MODE_LONG64 ? 16 : 8;
     for (unsigned i = 0; i < nx; i++) memcpy(&cpu->xmm[i], img + 160 + 16 * i, 16);
 }

@@ -120,6 +120,39 @@ static uint64_t rnd_lane(unsigned kind)
     return rnd_value();
 }
 
+/* An 80-bit x87 value: a double's special values widened exactly, or raw bit patterns
+ * (80-bit denormals, pseudo-denormals, unnormals, large exponents). */
+static void rnd_f80(uint8_t out[10])
+{
+    uint64_t m;
+    uint16_t se;
+    if (rndn(4)) {
+        uint64_t d = rnd_f64(), mant = d & 0xfffffffffffffull;
+        unsigned e = (unsigned)(d >> 52) & 0x7ff;
+        se = (uint16_t)((d >> 63) << 15);
+        if (e == 0 && mant == 0) m = 0;
+        else if (e == 0) {
+            unsigned lz = (unsigned)__builtin_clzll(mant);
+            m = mant << lz;
+            se |= (uint16_t)(16383 + 63 - 1074 - lz);
+        } else if (e == 0x7ff) {
+            m = 1ull << 63 | mant << 11;
+            se |= 0x7fff;
+        } else {
+            m = 1ull << 63 | mant << 11;
+            se |= (uint16_t)(e - 1023 + 16383);
+        }
+    } else {
+        m = rnd();
+        if (rndn(2)) m |= 1ull << 63;
+        unsigned k = rndn(4);
+        se = (uint16_t)(k == 0 ? rndn(3) : k == 1 ? 0x7fff - rndn(3) : k == 2 ? 16383 - 70 + rndn(140) : rnd());
+        se |= (uint16_t)(rndn(2) << 15);
+    }
+    memcpy(out, &m, 8);
+    memcpy(out + 8, &se, 2);
+}
+
 /* MXCSR: any rounding mode, FTZ/DAZ, sometimes unmasked exceptions and sticky flags. */
 static uint32_t rnd_mxcsr(void)
 {
@@ -143,6 +176,9 @@ struct state {
     uint64_t rip, rflags;
     struct xmmv xmm[16];
     uint32_t mxcsr;
+    uint16_t fcw, fsw;
+    uint8_t ftw;       /* abridged: bit i set when physical register i is in use */
+    uint8_t st[8][10]; /* ST(0)..ST(7) */
 };
 
 struct insn_meta {
@@ -208,6 +244,7 @@ enum shape {
     S_BRANCH,  /* jcc/jmp/loop/jrcxz over another instruction, call/ret pair */
     S_MISC,    /* cmpxchg8b/16b, enter/leave, bt with a register offset into memory */
     S_SSEFP,   /* SSE/SSE2 floating point, float-typed moves and shuffles, ldmxcsr/stmxcsr */
+    S_X87,     /* x87 D8-DF, register and memory forms (not fldcw: exceptions stay masked) */
 };
 
 enum { F_CF = 1, F_PF = 4, F_AF = 0x10, F_ZF = 0x40, F_SF = 0x80, F_OF = 0x800, F_ALL = 0x8d5 };
@@ -331,6 +368,10 @@ static const struct gen_op ops[] = {
     {"ssefp", S_SSEFP, 1, 0, 0, -1, 0, 0, 0, 0, 1, 0},
     {"ssefp", S_SSEFP, 1, 0, 0, -1, 0, 0, 0, 0, 1, 0},
     {"ssefp", S_SSEFP, 1, 0, 0, -1, 0, 0, 0, 0, 1, 0},
+    {"x87", S_X87, 0, 0, 0, -1, 0, 0, 0, 0, 1, 0},
+    {"x87", S_X87, 0, 0, 0, -1, 0, 0, 0, 0, 1, 0},
+    {"x87", S_X87, 0, 0, 0, -1, 0, 0, 0, 0, 1, 0},
+    {"x87", S_X87, 0, 0, 0, -1, 0, 0, 0, 0, 1, 0},
 };
 
 /* Floating-point SSE operations: opcode, allowed mandatory prefixes (bit 0 none, 1 66, 2 F2,
@@ -967,6 +1008,23 @@ static bool gen_one(struct emitter *e, struct insn_meta *meta)
         if (kind == K_XXI) emit(e, (uint8_t)(rndn(4) ? rndn(8) : rnd()));
         break;
     }
+    case S_X87: {
+        uint8_t op = (uint8_t)(0xd8 + rndn(8));
+        unsigned r = rndn(8);
+        if (op == 0xd9 && r == 5 && mem) return false; /* fldcw: see the "misc" generator */
+        if (mem) {
+            emit_modrm_insn(e, 4, false, 0, &op, 1, r, true, 0, &m, 0);
+        } else {
+            emit(e, op);
+            emit(e, (uint8_t)(0xc0 | (r << 3) | rndn(8)));
+        }
+        struct emu_insn di;
+        if (emu_decode(e->buf, e->n, g_m32 ? EMU_MODE_PROT32 : EMU_MODE_LONG64, &di)) return false;
+        meta->name = "x87";
+        if (!mem && (op == 0xdb || op == 0xdf) && (r == 5 || r == 6)) { meta->writes = F_ALL; meta->name = "fcomi"; }
+        if (!mem && (op == 0xda || op == 0xdb) && r <= 3) { meta->reads = 1; meta->name = "fcmov"; }
+        break;
+    }
     case S_SSE_SHIFT_I: {
         static const struct { uint8_t op, ext; } sh[] = {{0x71, 2}, {0x71, 4}, {0x71, 6}, {0x72, 2}, {0x72, 4}, {0x72, 6},
                                                         {0x73, 2}, {0x73, 3}, {0x73, 6}, {0x73, 7}};
@@ -1013,6 +1071,15 @@ static void gen_case(struct tcase *c, uint64_t seed)
         c->in.xmm[i].q[1] = rnd_lane(kind);
     }
     c->in.mxcsr = rnd_mxcsr();
+    /* x87: rounding and precision control (exceptions masked), a stack of random depth. */
+    static const uint16_t pcs[] = {0x000, 0x200, 0x300};
+    c->in.fcw = (uint16_t)(0x7f | (rndn(4) << 10) | pcs[rndn(3)]);
+    unsigned top = rndn(8), depth = rndn(9);
+    c->in.fsw = (uint16_t)((top << 11) | (rndn(2) ? (rnd() & 0x4700) : 0) | (rndn(4) ? 0 : (rnd() & 0x7f)));
+    c->in.fsw &= (uint16_t)~0x80; /* ES only with an unmasked exception */
+    for (unsigned k = 0; k < depth; k++) c->in.ftw |= (uint8_t)(1u << ((top + k) & 7));
+    if (rndn(8) == 0) c->in.ftw = (uint8_t)rnd();
+    for (int i = 0; i < 8; i++) rnd_f80(c->in.st[i]);
     c->mem_seed = rnd();
     c->in.rip = CODE_ADDR;
     unsigned n = 1 + rndn(MAX_INSNS - 4);
@@ -1083,6 +1150,10 @@ static void child_handler(int sig, siginfo_t *si, void *ucv)
         r->cr2 = (uint64_t)g[REG_CR2];
         for (int i = 0; i < 16; i++) memcpy(&r->out.xmm[i], &fp->_xmm[i], 16);
         r->out.mxcsr = fp->mxcsr;
+        r->out.fcw = fp->cwd;
+        r->out.fsw = fp->swd;
+        r->out.ftw = (uint8_t)fp->ftw;
+        for (int i = 0; i < 8; i++) memcpy(r->out.st[i], &fp->_st[i], 10);
         memcpy(r->scratch, (void *)SCRATCH_ADDR, SCRATCH_SIZE);
         r->status = 0;
     }
@@ -1100,9 +1171,10 @@ static void child_handler(int sig, siginfo_t *si, void *ucv)
     g[REG_EFL] = (greg_t)((g[REG_EFL] & ~(greg_t)(STATUS_FLAGS | DF_FLAG | 0x100 | 0x40000)) | (greg_t)c->in.rflags);
     for (int i = 0; i < 16; i++) memcpy(&fp->_xmm[i], &c->in.xmm[i], 16);
     fp->mxcsr = c->in.mxcsr;
-    fp->cwd = 0x37f; /* x87 state as after fninit, like the emulator's */
-    fp->swd = 0;
-    fp->ftw = 0;
+    fp->cwd = c->in.fcw;
+    fp->swd = c->in.fsw;
+    fp->ftw = c->in.ftw;
+    for (int i = 0; i < 8; i++) memcpy(&fp->_st[i], c->in.st[i], 10);
 }
 
 static int run_native(struct shared *s)
@@ -1178,12 +1250,20 @@ static void run_emu(const struct tcase *c, struct result *r)
     emu_set_rflags(&cpu, c->in.rflags);
     memcpy(cpu.xmm, c->in.xmm, sizeof(cpu.xmm));
     cpu.mxcsr = c->in.mxcsr;
+    cpu.fcw = c->in.fcw;
+    cpu.fsw = c->in.fsw;
+    cpu.ftw = c->in.ftw;
+    memcpy(cpu.x87_st, c->in.st, sizeof(cpu.x87_st));
     enum emu_stop st = emu_run(&cpu, 1000000);
     memcpy(r->out.r, cpu.r, sizeof(cpu.r));
     r->out.rip = cpu.rip;
     r->out.rflags = emu_get_rflags(&cpu);
     memcpy(r->out.xmm, cpu.xmm, sizeof(cpu.xmm));
     r->out.mxcsr = cpu.mxcsr;
+    r->out.fcw = cpu.fcw;
+    r->out.fsw = cpu.fsw;
+    r->out.ftw = cpu.ftw;
+    memcpy(r->out.st, cpu.x87_st, sizeof(r->out.st));
     memcpy(r->scratch, scratch, SCRATCH_SIZE);
     r->trapno = st == EMU_STOP_EXCEPTION ? cpu.exc_vector : 255;
     r->err = cpu.exc_error;
@@ -1240,6 +1320,17 @@ static int compare(const struct tcase *c, const struct result *nat, const struct
     uint32_t mxmask = ~0u;
     if (nat->trapno == 19 && emu->trapno == 19 && (nat->out.mxcsr & 0x18 & ~(nat->out.mxcsr >> 7))) mxmask = ~0x20u;
     if ((nat->out.mxcsr & mxmask) != (emu->out.mxcsr & mxmask)) DIFF("  mxcsr: host %#x, emu %#x\n", nat->out.mxcsr, emu->out.mxcsr);
+    if (nat->out.fcw != emu->out.fcw || nat->out.fsw != emu->out.fsw || nat->out.ftw != emu->out.ftw)
+        DIFF("  x87 fcw/fsw/ftw: host %#x/%#x/%#x, emu %#x/%#x/%#x\n", nat->out.fcw, nat->out.fsw, nat->out.ftw,
+             emu->out.fcw, emu->out.fsw, emu->out.ftw);
+    for (int i = 0; i < 8; i++)
+        if (memcmp(nat->out.st[i], emu->out.st[i], 10)) {
+            uint64_t hm, em;
+            uint16_t he, ee;
+            memcpy(&hm, nat->out.st[i], 8); memcpy(&he, nat->out.st[i] + 8, 2);
+            memcpy(&em, emu->out.st[i], 8); memcpy(&ee, emu->out.st[i] + 8, 2);
+            DIFF("  st%d: host %04x:%016" PRIx64 ", emu %04x:%016" PRIx64 "\n", i, he, hm, ee, em);
+        }
     for (unsigned i = 0; i < SCRATCH_SIZE; i++)
         if (nat->scratch[i] != emu->scratch[i]) {
             DIFF("  memory at %#" PRIx64 ": host %02x, emu %02x\n", (uint64_t)(SCRATCH_ADDR + i), nat->scratch[i], emu->scratch[i]);
@@ -1324,6 +1415,14 @@ static void report(const struct tcase *orig, uint64_t seed)
     printf("\n    rflags=%#" PRIx64 " scratch seed=%#" PRIx64 " mxcsr=%#x\n", cur.in.rflags, cur.mem_seed, cur.in.mxcsr);
     for (int i = 0; i < 16; i++)
         printf("%s xmm%d=%016" PRIx64 "%016" PRIx64, i % 2 ? "" : "\n   ", i, cur.in.xmm[i].q[1], cur.in.xmm[i].q[0]);
+    printf("\n    fcw=%#x fsw=%#x ftw=%#x", cur.in.fcw, cur.in.fsw, cur.in.ftw);
+    for (int i = 0; i < 8; i++) {
+        uint64_t mm;
+        uint16_t ex;
+        memcpy(&mm, cur.in.st[i], 8);
+        memcpy(&ex, cur.in.st[i] + 8, 2);
+        printf("%s st%d=%04x:%016" PRIx64, i % 4 ? "" : "\n   ", i, ex, mm);
+    }
     printf("\n");
     for (unsigned i = 0; i < cur.ninsns; i++) {
         printf("  %04x: ", cur.meta[i].off);
