@@ -149,9 +149,9 @@ bool emu_x87_valid(uint8_t op, uint8_t modrm)
     unsigned r = (modrm >> 3) & 7, rm = modrm & 7;
     if (modrm < 0xc0) {
         switch (op) {
-        case 0xd9: return r != 1 && r != 4 && r != 6; /* no fldenv fnstenv */
+        case 0xd9: return r != 1;
         case 0xdb: return r != 4 && r != 6;
-        case 0xdd: return r != 4 && r != 5 && r != 6; /* no frstor fnsave */
+        case 0xdd: return r != 5;
         default: return true;
         }
     }

@@ -708,9 +708,10 @@ static void exec_x87(struct emu_cpu *cpu, const struct emu_insn *in)
     if (in->op == 0xdb && !m && r == 4 && rm == 3) emu_x87_fninit(cpu);
     else if (in->op == 0xdb && !m && r == 4 && rm == 2) cpu->fsw &= 0x7f00;                         /* fnclex */
     else if (in->op == 0xd9 && m && r == 7) emu_write(cpu, ea_lin(cpu, in), 2, cpu->fcw);           /* fnstcw */
-    else if (in->op == 0xd9 && m && r == 5) cpu->fcw = (uint16_t)emu_read(cpu, ea_lin(cpu, in), 2); /* fldcw */
+    else if (in->op == 0xd9 && m && r == 5) cpu->fcw = (uint16_t)((emu_read(cpu, ea_lin(cpu, in), 2) & 0x1f3f) | 0x40); /* fldcw */
     else if (in->op == 0xdd && m && r == 7) emu_write(cpu, ea_lin(cpu, in), 2, cpu->fsw);           /* fnstsw m16 */
     else if (in->op == 0xdf && !m && r == 4 && rm == 0) reg_set(cpu, in, EMU_RAX, 2, cpu->fsw);     /* fnstsw ax */
+    else if ((in->op == 0xd9 || in->op == 0xdd) && m && (r == 4 || r == 6)) emu_x87_env(cpu, in);
     else emu_exec_x87(cpu, in); /* arithmetic, loads, stores, compares (emu_x87.c) */
 }
 

@@ -97,6 +97,8 @@ void emu_exec_sse(struct emu_cpu *cpu, const struct emu_insn *in);
 void emu_exec_sse_fp(struct emu_cpu *cpu, const struct emu_insn *in, unsigned pfx);
 void emu_exec_x87(struct emu_cpu *cpu, const struct emu_insn *in);
 void emu_x87_fninit(struct emu_cpu *cpu);
+/* fldenv fnstenv frstor fnsave (D9/DD /4 /6). */
+void emu_x87_env(struct emu_cpu *cpu, const struct emu_insn *in);
 /* Whether the x87 instruction op (D8-DF) with this ModRM is implemented. */
 bool emu_x87_valid(uint8_t op, uint8_t modrm);
 uint64_t emu_ea(struct emu_cpu *cpu, const struct emu_insn *in);

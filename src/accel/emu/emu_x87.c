@@ -15,6 +15,94 @@ void emu_x87_fninit(struct emu_cpu *cpu)
     cpu->fcw = 0x37f;
     cpu->fsw = 0;
     cpu->ftw = 0;
+    cpu->fip = cpu->fdp = 0;
+    cpu->fcs = cpu->fds = cpu->fop = 0;
+}
+
+/* The full tag of physical register p: 0 valid, 1 zero, 2 special, 3 empty. */
+static unsigned full_tag(const struct emu_cpu *cpu, unsigned p)
+{
+    if (!(cpu->ftw & (1u << p))) return 3;
+    const uint8_t *v = cpu->x87_st[(p - ((cpu->fsw >> 11) & 7)) & 7];
+    uint64_t m;
+    uint16_t se;
+    memcpy(&m, v, 8);
+    memcpy(&se, v + 8, 2);
+    unsigned e = se & 0x7fff;
+    if (e == 0x7fff) return 2;
+    if (e == 0) return m ? 2 : 1;
+    return (m >> 63) ? 0 : 2;
+}
+
+/* Protected-mode environment formats: 28 bytes (32-bit operand size) or 14 (16-bit). The
+ * real-mode formats are not modelled. */
+void emu_x87_env(struct emu_cpu *cpu, const struct emu_insn *in)
+{
+    unsigned r = in->reg & 7;
+    bool env16 = in->osize == 2, whole = in->op == 0xdd;
+    unsigned envsz = env16 ? 14 : 28, size = envsz + (whole ? 80 : 0);
+    uint64_t lin = emu_lin(cpu, in->seg, emu_ea(cpu, in), in->asize);
+    uint8_t img[108];
+    if (r == 6) { /* fnstenv fnsave */
+        /* The first word, then the last byte: where a page-crossing image faults on the host. */
+        emu_mem_probe_write(cpu, lin, env16 ? 2 : 4);
+        emu_mem_probe_write(cpu, lin + size - 1, 1);
+        uint16_t tw = 0;
+        for (unsigned p = 0; p < 8; p++) tw |= (uint16_t)(full_tag(cpu, p) << (2 * p));
+        uint32_t w[7];
+        if (env16) {
+            uint16_t h[7] = {cpu->fcw, cpu->fsw, tw, (uint16_t)cpu->fip, cpu->fcs, (uint16_t)cpu->fdp, cpu->fds};
+            memcpy(img, h, 14);
+        } else {
+            w[0] = 0xffff0000u | cpu->fcw;
+            w[1] = 0xffff0000u | cpu->fsw;
+            w[2] = 0xffff0000u | tw;
+            w[3] = (uint32_t)cpu->fip;
+            w[4] = cpu->fcs | (uint32_t)(cpu->fop & 0x7ff) << 16;
+            w[5] = (uint32_t)cpu->fdp;
+            w[6] = 0xffff0000u | cpu->fds;
+            memcpy(img, w, 28);
+        }
+        if (whole) memcpy(img + envsz, cpu->x87_st, 80);
+        for (unsigned i = 0; i < size; i++) emu_write(cpu, lin + i, 1, img[i]);
+        if (whole) emu_x87_fninit(cpu);
+        else cpu->fcw |= 0x3f; /* fnstenv masks all exceptions afterwards */
+        return;
+    }
+    /* fldenv frstor: read everything before changing anything. */
+    (void)emu_read(cpu, lin, env16 ? 2 : 4);
+    (void)emu_read(cpu, lin + size - 1, 1);
+    for (unsigned i = 0; i < size; i++) img[i] = (uint8_t)emu_read(cpu, lin + i, 1);
+    uint16_t h[7];
+    uint32_t w[7];
+    uint16_t tw;
+    if (env16) {
+        memcpy(h, img, 14);
+        cpu->fcw = h[0];
+        cpu->fsw = h[1];
+        tw = h[2];
+        cpu->fip = h[3];
+        cpu->fcs = h[4];
+        cpu->fdp = h[5];
+        cpu->fds = h[6];
+        cpu->fop = 0;
+    } else {
+        memcpy(w, img, 28);
+        cpu->fcw = (uint16_t)w[0];
+        cpu->fsw = (uint16_t)w[1];
+        tw = (uint16_t)w[2];
+        cpu->fip = w[3];
+        cpu->fcs = (uint16_t)w[4];
+        cpu->fop = (w[4] >> 16) & 0x7ff;
+        cpu->fdp = w[5];
+        cpu->fds = (uint16_t)w[6];
+    }
+    cpu->fcw = (cpu->fcw & 0x1f3f) | 0x40; /* reserved bits: 6 reads as one, 7 and 13-15 as zero */
+    uint8_t ftw = 0;
+    for (unsigned p = 0; p < 8; p++)
+        if (((tw >> (2 * p)) & 3) != 3) ftw |= (uint8_t)(1u << p);
+    cpu->ftw = ftw;
+    if (whole) memcpy(cpu->x87_st, img + envsz, 80);
 }
 
 #if defined(__x86_64__)
@@ -91,6 +179,8 @@ void emu_exec_x87(struct emu_cpu *cpu, const struct emu_insn *in)
 {
     unsigned r = in->reg & 7;
     uint8_t modrm = in->mem ? (uint8_t)(r << 3) : (uint8_t)(0xc0 | (r << 3) | (in->rm & 7));
+    /* The decoder already refused anything else; the host must never run another stub. */
+    if (in->op < 0xd8 || in->op > 0xdf || !emu_x87_valid(in->op, modrm)) emu_ud(cpu);
     uint8_t mem[16];
     memset(mem, 0, sizeof(mem));
     bool store = false;
@@ -162,6 +252,18 @@ void emu_exec_x87(struct emu_cpu *cpu, const struct emu_insn *in)
         if (((g.ftw >> (2 * i)) & 3) != 3) ftw |= (uint8_t)(1u << i);
     cpu->ftw = ftw;
     memcpy(cpu->x87_st, g.st, sizeof(g.st));
+    /* fnop ffree fincstp fdecstp are control instructions: they leave the pointers alone. */
+    bool control = (in->op == 0xd9 && !in->mem && (modrm == 0xd0 || modrm == 0xf6 || modrm == 0xf7)) ||
+                   (in->op == 0xdd && !in->mem && r == 0);
+    if (!control) {
+        cpu->fip = cpu->insn_rip;
+        cpu->fcs = cpu->seg[EMU_CS].sel;
+        cpu->fop = (uint16_t)((in->op & 7) << 8 | (in->mod << 6) | (r << 3) | (in->rm & 7));
+        if (in->mem) {
+            cpu->fdp = emu_ea(cpu, in);
+            cpu->fds = cpu->seg[in->seg].sel;
+        }
+    }
     /* fcomi fucomi fcomip fucomip: ZF PF CF from the compare, OF SF AF cleared. */
     if ((in->op == 0xdb || in->op == 0xdf) && !in->mem && r >= 5 && r <= 6)
         emu_set_rflags(cpu, (emu_get_rflags(cpu) & ~(uint64_t)0x8d5) | (hflags & 0x45));

@@ -1009,8 +1009,33 @@ static bool gen_one(struct emitter *e, struct insn_meta *meta)
         break;
     }
     case S_X87: {
+        if (rndn(6) == 0) {
+            /* fld m32 (so the instruction and data pointers are the case's own, not whatever
+             * the host kernel left there), then fnstenv/fnsave, maybe fldenv/frstor back. */
+            static const uint8_t d9 = 0xd9, dd = 0xdd;
+            struct memop m1 = pick_mem(4), m2 = pick_mem(108);
+            bool whole = rndn(2), back = rndn(2), p16 = rndn(4) == 0;
+            struct emitter parts[3];
+            for (int k = 0; k < 3; k++) { parts[k].n = 0; parts[k].disp_at = -1; }
+            emit_modrm_insn(&parts[0], 4, false, 0, &d9, 1, 0, true, 0, &m1, 0);
+            emit_modrm_insn(&parts[1], p16 ? 2 : 4, false, 0, whole ? &dd : &d9, 1, 6, true, 0, &m2, 0);
+            emit_modrm_insn(&parts[2], p16 ? 2 : 4, false, 0, whole ? &dd : &d9, 1, 4, true, 0, &m2, 0);
+            int nrip = 0;
+            for (int k = 0; k < (back ? 3 : 2); k++) {
+                if (parts[k].disp_at >= 0) {
+                    if (nrip++) return false; /* one rip-relative operand per emitted unit */
+                    e->disp_at = (int)e->n + parts[k].disp_at;
+                    e->rip_target = parts[k].rip_target;
+                }
+                memcpy(e->buf + e->n, parts[k].buf, parts[k].n);
+                e->n += parts[k].n;
+            }
+            meta->name = whole ? "fld;fnsave;frstor" : "fld;fnstenv;fldenv";
+            break;
+        }
         uint8_t op = (uint8_t)(0xd8 + rndn(8));
         unsigned r = rndn(8);
+        if ((op == 0xd9 || op == 0xdd) && (r == 4 || r == 6) && mem) return false; /* above */
         if (op == 0xd9 && r == 5 && mem) return false; /* fldcw: see the "misc" generator */
         if (mem) {
             emit_modrm_insn(e, 4, false, 0, &op, 1, r, true, 0, &m, 0);
@@ -1171,6 +1196,8 @@ static void child_handler(int sig, siginfo_t *si, void *ucv)
     g[REG_EFL] = (greg_t)((g[REG_EFL] & ~(greg_t)(STATUS_FLAGS | DF_FLAG | 0x100 | 0x40000)) | (greg_t)c->in.rflags);
     for (int i = 0; i < 16; i++) memcpy(&fp->_xmm[i], &c->in.xmm[i], 16);
     fp->mxcsr = c->in.mxcsr;
+    fp->rip = fp->rdp = 0;
+    fp->fop = 0;
     fp->cwd = c->in.fcw;
     fp->swd = c->in.fsw;
     fp->ftw = c->in.ftw;
@@ -1250,6 +1277,7 @@ static void run_emu(const struct tcase *c, struct result *r)
     emu_set_rflags(&cpu, c->in.rflags);
     memcpy(cpu.xmm, c->in.xmm, sizeof(cpu.xmm));
     cpu.mxcsr = c->in.mxcsr;
+    cpu.seg[EMU_DS].sel = cpu.seg[EMU_ES].sel = 0x2b; /* what the child loads (x87 FDS shows it) */
     cpu.fcw = c->in.fcw;
     cpu.fsw = c->in.fsw;
     cpu.ftw = c->in.ftw;

@@ -432,6 +432,39 @@ static void test_sse_fp_faults(void **state)
     assert_int_equal(cpu->xmm[0].q[0], 0x3f800000);
 }
 
+/* x87 arithmetic (results are proven against the host by emu_difftest): fld1 + fld1 stored
+ * as a double is 2.0, the stack is empty again; #NM with CR0.TS; fxsave carries ST(i). */
+static void test_x87_basics(void **state)
+{
+    (void)state;
+    static const uint8_t prog[] = {
+        0xd9, 0xe8,                                     /* fld1 */
+        0xd9, 0xe8,                                     /* fld1 */
+        0xde, 0xc1,                                     /* faddp st(1), st */
+        0xd9, 0xee,                                     /* fldz */
+        0x0f, 0xae, 0x04, 0x25, 0x00, 0x86, 0x00, 0x00, /* fxsave [0x8600] */
+        0xdd, 0xd8,                                     /* fstp st(0) */
+        0xdd, 0x1c, 0x25, 0x00, 0x87, 0x00, 0x00,       /* fstp qword [0x8700] */
+        0xf4};
+    setup_long();
+    memcpy(ram + 0x20000, prog, sizeof(prog));
+    cpu->exit_on_exception = true;
+    assert_int_equal(run_at(0x20000), EMU_STOP_HLT);
+    assert_int_equal(rd64(0x8700), 0x4000000000000000ull); /* 2.0 */
+    assert_int_equal(cpu->ftw, 0);
+    assert_int_equal((cpu->fsw >> 11) & 7, 0);
+    assert_int_equal(rd64(0x8600 + 32), 0);                      /* ST(0) = +0 */
+    assert_int_equal(rd64(0x8600 + 48), 0x8000000000000000ull);  /* ST(1) = 2.0 */
+    assert_int_equal(rd32(0x8600 + 56) & 0xffff, 0x4000);
+    assert_int_equal(ram[0x8600 + 4], 0xc0);                     /* abridged tags: two in use */
+    setup_long();
+    memcpy(ram + 0x20000, prog, sizeof(prog));
+    cpu->cr0 |= EMU_CR0_TS;
+    cpu->exit_on_exception = true;
+    assert_int_equal(run_at(0x20000), EMU_STOP_EXCEPTION);
+    assert_int_equal(cpu->exc_vector, EMU_NM);
+}
+
 static uint64_t mmio_last_addr, mmio_last_val;
 static unsigned mmio_last_size, pio_out_port, pio_out_val;
 static uint64_t t_mmio_read(void *o, uint64_t gpa, unsigned size)
@@ -748,6 +781,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prot32_pae_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fxsave_fxrstor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sse_fp_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_x87_basics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mmio_and_port_io, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verr_verw, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lsl_lar, setup, teardown),
