@@ -93,8 +93,6 @@ static void fp_commit(struct emu_cpu *cpu, uint32_t out, bool tiny)
         raise_xm(cpu);
     }
     if (tiny && (unmasked & MX_UE)) f |= MX_UE;
-    /* Known gap: with an unmasked overflow or underflow the hardware sets PE only if the
-     * result rounded with an unbounded exponent is inexact; this keeps the masked run's PE. */
     cpu->mxcsr |= f;
     if (f & unmasked) raise_xm(cpu);
 }
@@ -113,7 +111,7 @@ static void fp_commit(struct emu_cpu *cpu, uint32_t out, bool tiny)
     case (o) << 2 | 2: RUN2(name "sd"); tk = tsd; break;
 
 #define CMP8(name)                                                                             \
-    switch (in->imm & 7) {                                                                     \
+    switch (imm & 7) {                                                                         \
     case 0: RUN2(name " $0,"); break;                                                          \
     case 1: RUN2(name " $1,"); break;                                                          \
     case 2: RUN2(name " $2,"); break;                                                          \
@@ -200,24 +198,12 @@ static void exec_comis(struct emu_cpu *cpu, const struct emu_insn *in, unsigned 
     emu_set_rflags(cpu, (emu_get_rflags(cpu) & ~(uint64_t)0x8d5) | f);
 }
 
-void emu_exec_sse_fp(struct emu_cpu *cpu, const struct emu_insn *in, unsigned pfx)
+/* Run the operation (op, mandatory prefix) on the host: *pa = *pa op b. Returns the MXCSR
+ * after it (flags), or ~0u for an encoding that is not implemented. */
+static uint32_t fp_op(unsigned op, unsigned pfx, unsigned imm, v2di *pa, v2di b, uint32_t run, enum tiny_kind *ptk)
 {
-    uint8_t op = in->op;
-    switch (op) {
-    case 0x2a: case 0x2c: case 0x2d: exec_cvt_int(cpu, in, pfx); return;
-    case 0x2e: case 0x2f: exec_comis(cpu, in, pfx); return;
-    case 0x50: { /* movmskps movmskpd */
-        uint64_t q[2];
-        memcpy(q, &cpu->xmm[in->rm], 16);
-        uint64_t m;
-        if (pfx == 1) m = (q[0] >> 63) | ((q[1] >> 63) << 1);
-        else m = ((q[0] >> 31) & 1) | ((q[0] >> 62) & 2) | (((q[1] >> 31) & 1) << 2) | (((q[1] >> 63) & 1) << 3);
-        cpu->r[in->reg] = m;
-        return;
-    }
-    }
-    v2di a = vget(cpu, in->reg), b = src_op(cpu, in, src_size(op, pfx));
-    uint32_t run = run_mxcsr(cpu), out = run, host;
+    v2di a = *pa;
+    uint32_t out = run, host;
     enum tiny_kind tk = T_NONE;
     switch (op << 2 | pfx) {
     ARITH4(0x58, "add", T_PS, T_PD, T_SS, T_SD)
@@ -245,9 +231,148 @@ void emu_exec_sse_fp(struct emu_cpu *cpu, const struct emu_insn *in, unsigned pf
     case 0xc2 << 2 | 1: CMP8("cmppd"); break;
     case 0xc2 << 2 | 3: CMP8("cmpss"); break;
     case 0xc2 << 2 | 2: CMP8("cmpsd"); break;
-    default: emu_ud(cpu);
+    default: return ~0u;
     }
-    fp_commit(cpu, out, tk != T_NONE && result_tiny(a, tk));
+    *pa = a;
+    *ptk = tk;
+    return out;
+}
+
+/* A finite value as m * 2^e with an integer significand m. */
+static uint64_t fp_split(uint64_t bits, bool dbl, int *e, bool *neg)
+{
+    unsigned mb = dbl ? 52 : 23, eb = dbl ? 11 : 8;
+    int bias = dbl ? 1023 : 127;
+    uint64_t frac = bits & ((1ull << mb) - 1);
+    unsigned ex = (unsigned)(bits >> mb) & ((1u << eb) - 1);
+    *neg = (bits >> (mb + eb)) & 1;
+    if (ex == 0) {
+        *e = 1 - bias - (int)mb;
+        return frac;
+    }
+    *e = (int)ex - bias - (int)mb;
+    return frac | 1ull << mb;
+}
+
+/* Whether an integer fits in p significant bits. */
+static bool fits(unsigned __int128 m, unsigned p)
+{
+    if (!m) return true;
+    while (!(m & 1)) m >>= 1;
+    return m >> p == 0;
+}
+
+/* Whether x op y is exact when rounded to the result's precision with an unbounded exponent
+ * (what decides PE when an unmasked overflow or underflow traps). */
+static bool exact_unbounded(unsigned op, uint64_t x, uint64_t y, bool dbl)
+{
+    unsigned p = dbl ? 53 : 24;
+    int ex, ey;
+    bool nx, ny;
+    uint64_t mx = fp_split(x, dbl, &ex, &nx), my = fp_split(y, dbl, &ey, &ny);
+    switch (op) {
+    case 0x59: return fits((unsigned __int128)mx * my, p);
+    case 0x5e: {
+        if (!my) return true;
+        uint64_t oy = my >> __builtin_ctzll(my);
+        return mx % oy == 0 && fits(mx / oy, p);
+    }
+    case 0x58: case 0x5c: {
+        if (op == 0x5c) ny = !ny;
+        if (!mx || !my) return true;
+        if (ex < ey) { uint64_t t = mx; mx = my; my = t; int te = ex; ex = ey; ey = te; bool tn = nx; nx = ny; ny = tn; }
+        unsigned t = (unsigned)__builtin_ctzll(my);
+        my >>= t;
+        long d = (long)ex - ey - t; /* the sum is 2^(ey+t) * (mx * 2^d +- my), my odd */
+        if (d <= 0) {                /* both shifted into range exactly */
+            unsigned __int128 a = (unsigned __int128)mx << (ex - ey);
+            unsigned __int128 b = (unsigned __int128)my << t;
+            return fits(nx == ny ? a + b : a > b ? a - b : b - a, p);
+        }
+        if (d > (long)p + 2) return false; /* odd, and wider than p bits */
+        unsigned __int128 a = (unsigned __int128)mx << d;
+        return fits(nx == ny ? a + my : a > my ? a - my : my - a, p);
+    }
+    default: return fits(my, 24); /* cvtsd2ss cvtpd2ps: y is the double */
+    }
+}
+
+/* PE when an unmasked overflow or underflow traps: per element, inexact at the result's
+ * precision with an unbounded exponent if that element over- or underflowed, else as usual. */
+static uint32_t wrapped_pe(unsigned op, unsigned pfx, v2di a0, v2di b, uint32_t run, enum tiny_kind tk,
+                           uint32_t out, uint32_t unmasked)
+{
+    unsigned lanes = tk == T_PS ? 4 : (tk == T_PD || tk == T_PS2) ? 2 : 1;
+    bool dsrc = tk == T_SD || tk == T_PD || op == 0x5a, dres = tk == T_SD || tk == T_PD;
+    uint32_t pe = 0;
+    for (unsigned i = 0; i < lanes; i++) {
+        v2di x = a0, y = b;
+        uint32_t f = out;
+        enum tiny_kind dummy;
+        if (lanes > 1) { /* the element alone: the others 1.0, which raise nothing */
+            uint32_t d[4];
+            uint64_t q[2];
+            if (dsrc) {
+                memcpy(q, &y, 16); for (unsigned j = 0; j < 2; j++) if (j != i) q[j] = 0x3ff0000000000000ull; memcpy(&y, q, 16);
+                memcpy(q, &x, 16); for (unsigned j = 0; j < 2; j++) if (j != i) q[j] = 0x3ff0000000000000ull; memcpy(&x, q, 16);
+            } else {
+                memcpy(d, &y, 16); for (unsigned j = 0; j < 4; j++) if (j != i) d[j] = 0x3f800000u; memcpy(&y, d, 16);
+                memcpy(d, &x, 16); for (unsigned j = 0; j < 4; j++) if (j != i) d[j] = 0x3f800000u; memcpy(&x, d, 16);
+            }
+            v2di r = x;
+            f = fp_op(op, pfx, 0, &r, y, run, &dummy);
+            uint32_t rd[4];
+            uint64_t rq[2];
+            memcpy(rd, &r, 16);
+            memcpy(rq, &r, 16);
+            bool den = dres ? denormal64(rq[i]) : denormal32(rd[i]);
+            if (!((f & unmasked & MX_OE) || ((unmasked & MX_UE) && ((f & MX_UE) || den)))) {
+                pe |= f & MX_PE;
+                continue;
+            }
+        }
+        uint64_t xv, yv;
+        if (dsrc) {
+            uint64_t q[2];
+            memcpy(q, &x, 16); xv = q[i];
+            memcpy(q, &y, 16); yv = q[i];
+        } else {
+            uint32_t d[4];
+            memcpy(d, &x, 16); xv = d[i];
+            memcpy(d, &y, 16); yv = d[i];
+        }
+        if (!exact_unbounded(op, xv, yv, dsrc)) pe |= MX_PE;
+    }
+    return pe;
+}
+
+void emu_exec_sse_fp(struct emu_cpu *cpu, const struct emu_insn *in, unsigned pfx)
+{
+    uint8_t op = in->op;
+    switch (op) {
+    case 0x2a: case 0x2c: case 0x2d: exec_cvt_int(cpu, in, pfx); return;
+    case 0x2e: case 0x2f: exec_comis(cpu, in, pfx); return;
+    case 0x50: { /* movmskps movmskpd */
+        uint64_t q[2];
+        memcpy(q, &cpu->xmm[in->rm], 16);
+        uint64_t m;
+        if (pfx == 1) m = (q[0] >> 63) | ((q[1] >> 63) << 1);
+        else m = ((q[0] >> 31) & 1) | ((q[0] >> 62) & 2) | (((q[1] >> 31) & 1) << 2) | (((q[1] >> 63) & 1) << 3);
+        cpu->r[in->reg] = m;
+        return;
+    }
+    }
+    v2di a = vget(cpu, in->reg), b = src_op(cpu, in, src_size(op, pfx)), a0 = a;
+    uint32_t run = run_mxcsr(cpu);
+    enum tiny_kind tk;
+    uint32_t out = fp_op(op, pfx, (unsigned)in->imm, &a, b, run, &tk);
+    if (out == ~0u) emu_ud(cpu);
+    bool tiny = tk != T_NONE && result_tiny(a, tk);
+    uint32_t unmasked = ~(cpu->mxcsr >> 7) & MX_FLAGS;
+    if (tk != T_NONE && !(out & unmasked & (MX_IE | MX_DE | MX_ZE)) &&
+        ((out & unmasked & (MX_OE | MX_UE)) || (tiny && (unmasked & MX_UE))))
+        out = (out & ~(uint32_t)MX_PE) | wrapped_pe(op, pfx, a0, b, run, tk, out, unmasked);
+    fp_commit(cpu, out, tiny);
     vset(cpu, in->reg, a);
 }
 

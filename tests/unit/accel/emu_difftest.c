@@ -1343,11 +1343,7 @@ static int compare(const struct tcase *c, const struct result *nat, const struct
         if (memcmp(&nat->out.xmm[i], &emu->out.xmm[i], 16))
             DIFF("  xmm%d: host %016" PRIx64 "%016" PRIx64 ", emu %016" PRIx64 "%016" PRIx64 "\n", i, nat->out.xmm[i].q[1],
                  nat->out.xmm[i].q[0], emu->out.xmm[i].q[1], emu->out.xmm[i].q[0]);
-    /* After #XM for an unmasked overflow or underflow the hardware's PE says whether the
-     * result rounded with an unbounded exponent is inexact; the emulator does not compute that. */
-    uint32_t mxmask = ~0u;
-    if (nat->trapno == 19 && emu->trapno == 19 && (nat->out.mxcsr & 0x18 & ~(nat->out.mxcsr >> 7))) mxmask = ~0x20u;
-    if ((nat->out.mxcsr & mxmask) != (emu->out.mxcsr & mxmask)) DIFF("  mxcsr: host %#x, emu %#x\n", nat->out.mxcsr, emu->out.mxcsr);
+    if (nat->out.mxcsr != emu->out.mxcsr) DIFF("  mxcsr: host %#x, emu %#x\n", nat->out.mxcsr, emu->out.mxcsr);
     if (nat->out.fcw != emu->out.fcw || nat->out.fsw != emu->out.fsw || nat->out.ftw != emu->out.ftw)
         DIFF("  x87 fcw/fsw/ftw: host %#x/%#x/%#x, emu %#x/%#x/%#x\n", nat->out.fcw, nat->out.fsw, nat->out.ftw,
              emu->out.fcw, emu->out.fsw, emu->out.ftw);
@@ -1719,7 +1715,7 @@ int main(int argc, char **argv)
     }
     struct tcase *cases = malloc(sizeof(struct tcase) * BATCH);
     struct result *er = malloc(sizeof(struct result));
-    uint64_t done = 0, failures = 0, faults = 0, by_vector[32] = {0};
+    uint64_t done = 0, failures = 0, faults = 0, unrepeatable = 0, by_vector[32] = {0};
     time_t t0 = time(NULL);
     while (done < ncases) {
         unsigned n = (unsigned)(ncases - done < BATCH ? ncases - done : BATCH);
@@ -1743,6 +1739,15 @@ int main(int argc, char **argv)
                 by_vector[nat.trapno & 31]++;
             }
             if (compare(&cases[i], &nat, er, false, stdout)) {
+                /* The host's x87 instruction/data pointers do not survive a preemption on AMD
+                 * hosts (the kernel loads its own before restoring the state): a mismatch that
+                 * the host does not repeat is counted, not failed. */
+                if (!still_fails(&cases[i])) {
+                    unrepeatable++;
+                    printf("emu_difftest: case seed %" PRIu64 ": the host did not repeat its result; not counted\n",
+                           seed + done + i);
+                    continue;
+                }
                 failures++;
                 printf("MISMATCH (case seed %" PRIu64 ") as first seen:\n", seed + done + i);
                 compare(&cases[i], &nat, er, true, stdout);
@@ -1759,6 +1764,7 @@ int main(int argc, char **argv)
     }
     printf("emu_difftest: %" PRIu64 " cases (seed %" PRIu64 "), %" PRIu64 " ended in a fault before the end, %" PRIu64
            " mismatches, %lds\n", done, seed, faults, failures, (long)(time(NULL) - t0));
+    if (unrepeatable) printf("emu_difftest: %" PRIu64 " mismatches the host did not repeat (not counted)\n", unrepeatable);
     if (faults) {
         printf("emu_difftest: early ends by vector:");
         for (int v = 0; v < 32; v++)
