@@ -165,7 +165,11 @@ struct emu_cpu {
     struct emu_xmm xmm[16];
     uint32_t mxcsr;
     uint16_t fcw, fsw;
-    uint8_t ftw;
+    uint8_t ftw;            /* abridged (fxsave) tag byte: bit i set when physical register i is in use */
+    uint8_t x87_st[8][10];  /* ST(0)..ST(7), 80-bit */
+    /* The last non-control x87 instruction: its address, opcode and memory operand. */
+    uint64_t fip, fdp;
+    uint16_t fcs, fds, fop;
 
     /* Memory: RAM ranges (sorted by gpa) and everything else. */
     struct emu_ram ram[8];

@@ -106,6 +106,17 @@ static uint8_t sse_ok(uint8_t op)
     case 0x12: case 0x13: case 0x16: case 0x17: return 0x3; /* movlps/movlpd movhps/movhpd */
     case 0x14: case 0x15: return 0x3;     /* unpcklps/pd unpckhps/pd */
     case 0x28: case 0x29: return 0x3;     /* movaps movapd */
+    case 0x2a: return 0xc;                /* cvtsi2ss cvtsi2sd (cvtpi2ps/pd: MMX, not here) */
+    case 0x2c: case 0x2d: return 0xc;     /* cvt(t)ss2si cvt(t)sd2si */
+    case 0x2e: case 0x2f: return 0x3;     /* ucomiss/sd comiss/sd */
+    case 0x50: return 0x3;                /* movmskps movmskpd */
+    case 0x51: return 0xf;                /* sqrt */
+    case 0x52: case 0x53: return 0x5;     /* rsqrtps/ss rcpps/ss */
+    case 0x58: case 0x59: case 0x5a: case 0x5c: case 0x5d: case 0x5e: case 0x5f:
+        return 0xf;                       /* add mul cvt sub min div max */
+    case 0x5b: return 0x7;                /* cvtdq2ps cvtps2dq cvttps2dq */
+    case 0xc2: return 0xf;                /* cmpps/pd/ss/sd */
+    case 0xe6: return 0xe;                /* cvttpd2dq cvtdq2pd cvtpd2dq */
     case 0x2b: return 0x3;                /* movntps movntpd */
     case 0x54: case 0x55: case 0x56: case 0x57: return 0x3; /* and andn or xor ps/pd */
     case 0x60: case 0x61: case 0x62: case 0x63: case 0x64: case 0x65: case 0x66: case 0x67:
@@ -133,6 +144,35 @@ static uint8_t sse_ok(uint8_t op)
     }
 }
 
+bool emu_x87_valid(uint8_t op, uint8_t modrm)
+{
+    unsigned r = (modrm >> 3) & 7, rm = modrm & 7;
+    if (modrm < 0xc0) {
+        switch (op) {
+        case 0xd9: return r != 1;
+        case 0xdb: return r != 4 && r != 6;
+        case 0xdd: return r != 5;
+        default: return true;
+        }
+    }
+    switch (op) {
+    case 0xd8: return true;
+    case 0xd9:
+        if (r <= 1) return true;                      /* fld st(i), fxch */
+        if (r == 2) return rm == 0;                   /* fnop */
+        if (r == 4) return rm == 0 || rm == 1 || rm == 4 || rm == 5; /* fchs fabs ftst fxam */
+        if (r == 5) return rm != 7;                   /* fld1 fldl2t fldl2e fldpi fldlg2 fldln2 fldz */
+        return r >= 6;                                /* f2xm1 ... fcos */
+    case 0xda: return r <= 3 || (r == 5 && rm == 1); /* fcmov, fucompp */
+    case 0xdb: return r <= 3 || r == 5 || r == 6 || (r == 4 && (rm == 2 || rm == 3)); /* fcmov fucomi fcomi fnclex fninit */
+    case 0xdc: return r != 2 && r != 3;
+    case 0xdd: return r == 0 || r == 2 || r == 3 || r == 4 || r == 5; /* ffree fst fstp fucom fucomp */
+    case 0xde: return r != 2 && (r != 3 || rm == 1); /* ...p forms, fcompp */
+    case 0xdf: return (r == 4 && rm == 0) || r == 5 || r == 6; /* fnstsw ax, fucomip, fcomip */
+    }
+    return false;
+}
+
 static int check_group(struct emu_insn *in, enum emu_cpu_mode mode)
 {
     unsigned r = in->reg & 7;
@@ -150,15 +190,7 @@ static int check_group(struct emu_insn *in, enum emu_cpu_mode mode)
             if ((r == 3 || r == 5) && regform) return -EMU_UD;
             return 0;
         case 0xd8: case 0xd9: case 0xda: case 0xdb: case 0xdc: case 0xdd: case 0xde: case 0xdf:
-            /* x87: only what kernels and libc startup touch. */
-            if (in->op == 0xdb && in->modrm_present && in->mod == 3 && r == 4 && (in->rm & 7) == 3)
-                return 0; /* fninit */
-            if (in->op == 0xdb && in->mod == 3 && r == 4 && (in->rm & 7) == 2)
-                return 0; /* fnclex */
-            if (in->op == 0xd9 && !regform && (r == 7 || r == 5)) return 0; /* fnstcw fldcw */
-            if (in->op == 0xdd && !regform && r == 7) return 0;               /* fnstsw m16 */
-            if (in->op == 0xdf && regform && r == 4 && (in->rm & 7) == 0) return 0; /* fnstsw ax */
-            return -EMU_UD;
+            return emu_x87_valid(in->op, (uint8_t)((in->mod << 6) | (r << 3) | (in->rm & 7))) ? 0 : -EMU_UD;
         }
         return 0;
     }
@@ -209,7 +241,7 @@ static int check_group(struct emu_insn *in, enum emu_cpu_mode mode)
     case 0x12: case 0x16: return (regform && in->opsize_prefix) ? -EMU_UD : 0;
     case 0x13: case 0x17: case 0x2b: case 0xe7: return regform ? -EMU_UD : 0;
     case 0xc3: return (in->rep || in->opsize_prefix) ? -EMU_UD : 0; /* movnti */
-    case 0xc5: case 0xd7: return regform ? 0 : -EMU_UD;
+    case 0xc5: case 0xd7: case 0x50: return regform ? 0 : -EMU_UD;
     }
     return 0;
 }

@@ -703,20 +703,16 @@ static void exec_bt(struct emu_cpu *cpu, const struct emu_insn *in, unsigned kin
 static void exec_x87(struct emu_cpu *cpu, const struct emu_insn *in)
 {
     if (cpu->cr0 & (EMU_CR0_EM | EMU_CR0_TS)) emu_raise(cpu, EMU_NM, false, 0);
-    unsigned r = in->reg & 7;
-    switch (in->op) {
-    case 0xdb:
-        if ((in->rm & 7) == 3) { cpu->fcw = 0x37f; cpu->fsw = 0; cpu->ftw = 0; } /* fninit */
-        else cpu->fsw &= 0x7f00;                                                  /* fnclex */
-        return;
-    case 0xd9:
-        if (r == 7) emu_write(cpu, ea_lin(cpu, in), 2, cpu->fcw);
-        else cpu->fcw = (uint16_t)emu_read(cpu, ea_lin(cpu, in), 2);
-        return;
-    case 0xdd: emu_write(cpu, ea_lin(cpu, in), 2, cpu->fsw); return;
-    case 0xdf: reg_set(cpu, in, EMU_RAX, 2, cpu->fsw); return;
-    }
-    emu_ud(cpu);
+    unsigned r = in->reg & 7, rm = in->rm & 7;
+    bool m = in->mem;
+    if (in->op == 0xdb && !m && r == 4 && rm == 3) emu_x87_fninit(cpu);
+    else if (in->op == 0xdb && !m && r == 4 && rm == 2) cpu->fsw &= 0x7f00;                         /* fnclex */
+    else if (in->op == 0xd9 && m && r == 7) emu_write(cpu, ea_lin(cpu, in), 2, cpu->fcw);           /* fnstcw */
+    else if (in->op == 0xd9 && m && r == 5) cpu->fcw = (uint16_t)((emu_read(cpu, ea_lin(cpu, in), 2) & 0x1f3f) | 0x40); /* fldcw */
+    else if (in->op == 0xdd && m && r == 7) emu_write(cpu, ea_lin(cpu, in), 2, cpu->fsw);           /* fnstsw m16 */
+    else if (in->op == 0xdf && !m && r == 4 && rm == 0) reg_set(cpu, in, EMU_RAX, 2, cpu->fsw);     /* fnstsw ax */
+    else if ((in->op == 0xd9 || in->op == 0xdd) && m && (r == 4 || r == 6)) emu_x87_env(cpu, in);
+    else emu_exec_x87(cpu, in); /* arithmetic, loads, stores, compares (emu_x87.c) */
 }
 
 /* ---- one-byte map ---- */

@@ -93,5 +93,13 @@ void emu_cpuid(struct emu_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t out[4]
 void emu_load_seg(struct emu_cpu *cpu, unsigned seg, uint16_t sel);
 uint64_t emu_rdtsc(struct emu_cpu *cpu);
 void emu_exec_sse(struct emu_cpu *cpu, const struct emu_insn *in);
+/* pfx: the mandatory prefix, 0 none, 1 66, 2 F2, 3 F3. */
+void emu_exec_sse_fp(struct emu_cpu *cpu, const struct emu_insn *in, unsigned pfx);
+void emu_exec_x87(struct emu_cpu *cpu, const struct emu_insn *in);
+void emu_x87_fninit(struct emu_cpu *cpu);
+/* fldenv fnstenv frstor fnsave (D9/DD /4 /6). */
+void emu_x87_env(struct emu_cpu *cpu, const struct emu_insn *in);
+/* Whether the x87 instruction op (D8-DF) with this ModRM is implemented. */
+bool emu_x87_valid(uint8_t op, uint8_t modrm);
 uint64_t emu_ea(struct emu_cpu *cpu, const struct emu_insn *in);
 uint64_t emu_lin(struct emu_cpu *cpu, int seg, uint64_t off, unsigned asize);

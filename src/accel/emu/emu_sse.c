@@ -1,5 +1,5 @@
 /* Software CPU SSE/SSE2: the integer and move instructions libc string functions use,
- * fxsave/fxrstor, ldmxcsr/stmxcsr, fences. No floating-point arithmetic yet. */
+ * fxsave/fxrstor, ldmxcsr/stmxcsr, fences. Floating point is in emu_sse_fp.c. */
 #include <string.h>
 
 #include "accel/emu/emu_internal.h"
@@ -92,7 +92,7 @@ static union v128 shift_lanes(union v128 a, unsigned lane, unsigned kind, uint64
     return r;
 }
 
-static void fxsave(struct emu_cpu *cpu, uint64_t lin)
+static void fxsave(struct emu_cpu *cpu, uint64_t lin, bool w64)
 {
     if (lin & 15) emu_gp0(cpu);
     emu_mem_probe_write(cpu, lin, 8);
@@ -102,7 +102,20 @@ static void fxsave(struct emu_cpu *cpu, uint64_t lin)
     memcpy(img + 0, &cpu->fcw, 2);
     memcpy(img + 2, &cpu->fsw, 2);
     img[4] = cpu->ftw;
+    memcpy(img + 6, &cpu->fop, 2);
+    /* The x87 instruction and operand pointers: 64-bit with REX.W, else offset and selector. */
+    if (w64) {
+        memcpy(img + 8, &cpu->fip, 8);
+        memcpy(img + 16, &cpu->fdp, 8);
+    } else {
+        uint32_t ip = (uint32_t)cpu->fip, dp = (uint32_t)cpu->fdp;
+        memcpy(img + 8, &ip, 4);
+        memcpy(img + 12, &cpu->fcs, 2);
+        memcpy(img + 16, &dp, 4);
+        memcpy(img + 20, &cpu->fds, 2);
+    }
     memcpy(img + 24, &cpu->mxcsr, 4);
+    for (unsigned i = 0; i < 8; i++) memcpy(img + 32 + 16 * i, cpu->x87_st[i], 10);
     uint32_t mask = 0xffff;
     memcpy(img + 28, &mask, 4);
     unsigned nx = emu_mode(cpu) == EMU_MODE_LONG64 ? 16 : 8;
@@ -114,7 +127,7 @@ static void fxsave(struct emu_cpu *cpu, uint64_t lin)
     }
 }
 
-static void fxrstor(struct emu_cpu *cpu, uint64_t lin)
+static void fxrstor(struct emu_cpu *cpu, uint64_t lin, bool w64)
 {
     if (lin & 15) emu_gp0(cpu);
     uint8_t img[512];
@@ -128,7 +141,22 @@ static void fxrstor(struct emu_cpu *cpu, uint64_t lin)
     memcpy(&cpu->fcw, img, 2);
     memcpy(&cpu->fsw, img + 2, 2);
     cpu->ftw = img[4];
+    memcpy(&cpu->fop, img + 6, 2);
+    cpu->fop &= 0x7ff;
+    if (w64) {
+        memcpy(&cpu->fip, img + 8, 8);
+        memcpy(&cpu->fdp, img + 16, 8);
+    } else {
+        uint32_t ip, dp;
+        memcpy(&ip, img + 8, 4);
+        memcpy(&dp, img + 16, 4);
+        cpu->fip = ip;
+        cpu->fdp = dp;
+        memcpy(&cpu->fcs, img + 12, 2);
+        memcpy(&cpu->fds, img + 20, 2);
+    }
     cpu->mxcsr = mx;
+    for (unsigned i = 0; i < 8; i++) memcpy(cpu->x87_st[i], img + 32 + 16 * i, 10);
     unsigned nx = emu_mode(cpu) == EMU_MODE_LONG64 ? 16 : 8;
     for (unsigned i = 0; i < nx; i++) memcpy(&cpu->xmm[i], img + 160 + 16 * i, 16);
 }
@@ -143,8 +171,8 @@ void emu_exec_sse(struct emu_cpu *cpu, const struct emu_insn *in)
         switch (r) {
         case 0: case 1:
             if (cpu->cr0 & (EMU_CR0_TS | EMU_CR0_EM)) emu_raise(cpu, EMU_NM, false, 0);
-            if (r == 0) fxsave(cpu, lin);
-            else fxrstor(cpu, lin);
+            if (r == 0) fxsave(cpu, lin, in->rex & 8);
+            else fxrstor(cpu, lin, in->rex & 8);
             return;
         case 2: case 3:
             if (!(cpu->cr4 & EMU_CR4_OSFXSR) || (cpu->cr0 & EMU_CR0_EM)) emu_ud(cpu);
@@ -164,6 +192,13 @@ void emu_exec_sse(struct emu_cpu *cpu, const struct emu_insn *in)
     if (!(cpu->cr4 & EMU_CR4_OSFXSR) || (cpu->cr0 & EMU_CR0_EM)) emu_ud(cpu);
     if (cpu->cr0 & EMU_CR0_TS) emu_raise(cpu, EMU_NM, false, 0);
     unsigned pfx = in->rep == 0xf3 ? 3 : in->rep == 0xf2 ? 2 : in->opsize_prefix ? 1 : 0;
+    switch (op) {
+    case 0x2a: case 0x2c: case 0x2d: case 0x2e: case 0x2f: case 0x50: case 0x51: case 0x52:
+    case 0x53: case 0x58: case 0x59: case 0x5a: case 0x5b: case 0x5c: case 0x5d: case 0x5e:
+    case 0x5f: case 0xc2: case 0xe6:
+        emu_exec_sse_fp(cpu, in, pfx);
+        return;
+    }
     unsigned dst = in->reg;
     union v128 a, b, res;
 

@@ -61,6 +61,110 @@ static uint64_t rnd_value(void)
     }
 }
 
+/* Floating-point operands: the values where rounding, NaN propagation, denormal handling,
+ * overflow/underflow and integer conversions differ. */
+static uint64_t rnd_f64(void)
+{
+    uint64_t sign = (uint64_t)rndn(2) << 63, mant = rnd() & 0xfffffffffffffull;
+    static const uint64_t fixed[] = {
+        0x0000000000000000ull, 0x7ff0000000000000ull, 0x7ff8000000000000ull, 0x3ff0000000000000ull,
+        0x3fe0000000000000ull, 0x3ff8000000000000ull, 0x4004000000000000ull, 0x0010000000000000ull,
+        0x7fefffffffffffffull, 0x000fffffffffffffull, 0x0000000000000001ull,
+        0x41dfffffffc00000ull, /* 2^31 - 1 */ 0x41dfffffffe00000ull, /* 2^31 - 0.5 */
+        0x41dfffffffffffffull, /* just under 2^31 */ 0x41e0000000000000ull, /* 2^31 */
+        0xc1e0000000100000ull, /* -2^31 - 0.5 */ 0xc1e0000000200000ull, /* -2^31 - 1 */
+        0x43e0000000000000ull, /* 2^63 */ 0x43dfffffffffffffull, /* largest below 2^63 */
+        0x4330000000000000ull, /* 2^52 */ 0x4160000000000000ull, 0x3cb0000000000000ull,
+    };
+    switch (rndn(12)) {
+    case 0: case 1: return sign | fixed[rndn(sizeof(fixed) / sizeof(fixed[0]))];
+    case 2: return sign | 0x7ff8000000000000ull | (rndn(2) ? mant : 0);  /* QNaN */
+    case 3: return sign | 0x7ff0000000000000ull | (mant >> 1) | 1;     /* SNaN */
+    case 4: return sign | mant;                                        /* denormal */
+    case 5: return sign | ((uint64_t)rndn(60) << 52) | mant;           /* products underflow */
+    case 6: return sign | ((uint64_t)(2046 - rndn(60)) << 52) | mant;  /* products overflow */
+    case 7: { double d = (double)(int64_t)rnd_value(); uint64_t v; memcpy(&v, &d, 8); return v; }
+    case 8: { double d = (double)((int)rndn(2001) - 1000) / (1 << rndn(4)); uint64_t v; memcpy(&v, &d, 8); return v; }
+    case 9: return sign | ((uint64_t)(1023 - 30 + rndn(40)) << 52) | mant; /* near integer limits */
+    default: return rnd();
+    }
+}
+
+static uint32_t rnd_f32(void)
+{
+    uint32_t sign = rndn(2) << 31, mant = (uint32_t)rnd() & 0x7fffff;
+    static const uint32_t fixed[] = {
+        0x00000000, 0x7f800000, 0x7fc00000, 0x3f800000, 0x3f000000, 0x3fc00000, 0x40200000,
+        0x00800000, 0x7f7fffff, 0x007fffff, 0x00000001, 0x4f000000 /* 2^31 */, 0x4effffff,
+        0x5f000000 /* 2^63 */, 0x5effffff, 0x4b000000 /* 2^23 */, 0x33800000,
+    };
+    switch (rndn(12)) {
+    case 0: case 1: return sign | fixed[rndn(sizeof(fixed) / sizeof(fixed[0]))];
+    case 2: return sign | 0x7fc00000 | (rndn(2) ? mant : 0);
+    case 3: return sign | 0x7f800000 | (mant >> 1) | 1;
+    case 4: return sign | mant;
+    case 5: return sign | (rndn(30) << 23) | mant;
+    case 6: return sign | ((254 - rndn(30)) << 23) | mant;
+    case 7: { float f = (float)(int64_t)rnd_value(); uint32_t v; memcpy(&v, &f, 4); return v; }
+    case 8: { float f = (float)((int)rndn(2001) - 1000) / (float)(1 << rndn(4)); uint32_t v; memcpy(&v, &f, 4); return v; }
+    case 9: return sign | ((127 - 20 + rndn(50)) << 23) | mant;
+    default: return (uint32_t)rnd();
+    }
+}
+
+/* One 64-bit lane: a double, two floats, or an integer. */
+static uint64_t rnd_lane(unsigned kind)
+{
+    if (kind == 0) return rnd_f64();
+    if (kind == 1) return rnd_f32() | (uint64_t)rnd_f32() << 32;
+    return rnd_value();
+}
+
+/* An 80-bit x87 value: a double's special values widened exactly, or raw bit patterns
+ * (80-bit denormals, pseudo-denormals, unnormals, large exponents). */
+static void rnd_f80(uint8_t out[10])
+{
+    uint64_t m;
+    uint16_t se;
+    if (rndn(4)) {
+        uint64_t d = rnd_f64(), mant = d & 0xfffffffffffffull;
+        unsigned e = (unsigned)(d >> 52) & 0x7ff;
+        se = (uint16_t)((d >> 63) << 15);
+        if (e == 0 && mant == 0) m = 0;
+        else if (e == 0) {
+            unsigned lz = (unsigned)__builtin_clzll(mant);
+            m = mant << lz;
+            se |= (uint16_t)(16383 + 63 - 1074 - lz);
+        } else if (e == 0x7ff) {
+            m = 1ull << 63 | mant << 11;
+            se |= 0x7fff;
+        } else {
+            m = 1ull << 63 | mant << 11;
+            se |= (uint16_t)(e - 1023 + 16383);
+        }
+    } else {
+        m = rnd();
+        if (rndn(2)) m |= 1ull << 63;
+        unsigned k = rndn(4);
+        se = (uint16_t)(k == 0 ? rndn(3) : k == 1 ? 0x7fff - rndn(3) : k == 2 ? 16383 - 70 + rndn(140) : rnd());
+        se |= (uint16_t)(rndn(2) << 15);
+    }
+    memcpy(out, &m, 8);
+    memcpy(out + 8, &se, 2);
+}
+
+/* MXCSR: any rounding mode, FTZ/DAZ, sometimes unmasked exceptions and sticky flags. */
+static uint32_t rnd_mxcsr(void)
+{
+    uint32_t mx = 0x1f80;
+    if (rndn(2)) mx |= rndn(4) << 13;
+    if (rndn(4) == 0) mx |= 0x8000;
+    if (rndn(4) == 0) mx |= 0x40;
+    if (rndn(4) == 0) mx &= ~((uint32_t)rnd() & 0x1f80);
+    if (rndn(4) == 0) mx |= (uint32_t)rnd() & 0x3f;
+    return mx;
+}
+
 /* ---------------- cases ---------------- */
 
 struct xmmv {
@@ -71,6 +175,10 @@ struct state {
     uint64_t r[16];
     uint64_t rip, rflags;
     struct xmmv xmm[16];
+    uint32_t mxcsr;
+    uint16_t fcw, fsw;
+    uint8_t ftw;       /* abridged: bit i set when physical register i is in use */
+    uint8_t st[8][10]; /* ST(0)..ST(7) */
 };
 
 struct insn_meta {
@@ -107,6 +215,13 @@ static void fill_scratch(uint8_t *buf, uint64_t seed)
         s ^= s >> 27;
         uint64_t v = s * 0x2545F4914F6CDD1Dull;
         if ((i & 0x38) == 0) v &= 0xff; /* some small values so compares and bit ops vary */
+        /* Floating-point special values (the generator's own rng state is left alone). */
+        if ((i & 0x38) == 0x10 || (i & 0x38) == 0x28) {
+            uint64_t saved = rng_state;
+            rng_state = v | 1;
+            v = rnd_lane(((i >> 6) & 1) ^ (unsigned)(v >> 63));
+            rng_state = saved;
+        }
         memcpy(buf + i, &v, 8);
     }
 }
@@ -128,6 +243,8 @@ enum shape {
     S_SSE_SHIFT_I, /* 66 0F 71-73 /ext ib */
     S_BRANCH,  /* jcc/jmp/loop/jrcxz over another instruction, call/ret pair */
     S_MISC,    /* cmpxchg8b/16b, enter/leave, bt with a register offset into memory */
+    S_SSEFP,   /* SSE/SSE2 floating point, float-typed moves and shuffles, ldmxcsr/stmxcsr */
+    S_X87,     /* x87 D8-DF, register and memory forms (not fldcw: exceptions stay masked) */
 };
 
 enum { F_CF = 1, F_PF = 4, F_AF = 0x10, F_ZF = 0x40, F_SF = 0x80, F_OF = 0x800, F_ALL = 0x8d5 };
@@ -245,7 +362,39 @@ static const struct gen_op ops[] = {
     {"misc", S_MISC, 0, 0, 0, -1, SZ_V, 0, 0, 0, 1, 0},
     {"imul3", S_REG_RM, 0, 0, 0x69, -1, SZ_V, F_SF | F_ZF | F_AF | F_PF, F_ALL, 0, 1, 1},
     {"movnti", S_RM_REG, 1, 0, 0xc3, -1, 0xc, 0, 0, 0, 2, 0},
+    {"ssefp", S_SSEFP, 1, 0, 0, -1, 0, 0, 0, 0, 1, 0},
+    {"ssefp", S_SSEFP, 1, 0, 0, -1, 0, 0, 0, 0, 1, 0},
+    {"ssefp", S_SSEFP, 1, 0, 0, -1, 0, 0, 0, 0, 1, 0},
+    {"ssefp", S_SSEFP, 1, 0, 0, -1, 0, 0, 0, 0, 1, 0},
+    {"ssefp", S_SSEFP, 1, 0, 0, -1, 0, 0, 0, 0, 1, 0},
+    {"ssefp", S_SSEFP, 1, 0, 0, -1, 0, 0, 0, 0, 1, 0},
+    {"x87", S_X87, 0, 0, 0, -1, 0, 0, 0, 0, 1, 0},
+    {"x87", S_X87, 0, 0, 0, -1, 0, 0, 0, 0, 1, 0},
+    {"x87", S_X87, 0, 0, 0, -1, 0, 0, 0, 0, 1, 0},
+    {"x87", S_X87, 0, 0, 0, -1, 0, 0, 0, 0, 1, 0},
 };
+
+/* Floating-point SSE operations: opcode, allowed mandatory prefixes (bit 0 none, 1 66, 2 F2,
+ * 3 F3), operand kind and name. */
+enum { K_XX, K_XXI, K_XG, K_GX, K_GXR, K_COMI, K_XXR, K_LDMX };
+static const struct { uint8_t op, pfx, kind; const char *name; } fp_ops[] = {
+    {0x58, 0xf, K_XX, "add"}, {0x59, 0xf, K_XX, "mul"}, {0x5c, 0xf, K_XX, "sub"}, {0x5e, 0xf, K_XX, "div"},
+    {0x5d, 0xf, K_XX, "min"}, {0x5f, 0xf, K_XX, "max"}, {0x51, 0xf, K_XX, "sqrt"},
+    {0x52, 0x9, K_XX, "rsqrt"}, {0x53, 0x9, K_XX, "rcp"},
+    {0x5a, 0xf, K_XX, "cvtps2pd/pd2ps/sd2ss/ss2sd"}, {0x5b, 0xb, K_XX, "cvtdq2ps/ps2dq/tps2dq"},
+    {0xe6, 0xe, K_XX, "cvttpd2dq/pd2dq/dq2pd"}, {0xc2, 0xf, K_XXI, "cmp"},
+    {0x2a, 0xc, K_XG, "cvtsi2ss/sd"}, {0x2c, 0xc, K_GX, "cvttss2si/sd2si"}, {0x2d, 0xc, K_GX, "cvtss2si/sd2si"},
+    {0x2e, 0x3, K_COMI, "ucomiss/sd"}, {0x2f, 0x3, K_COMI, "comiss/sd"}, {0x50, 0x3, K_GXR, "movmskps/pd"},
+    {0xc6, 0x3, K_XXI, "shufps/pd"}, {0x14, 0x3, K_XX, "unpcklps/pd"}, {0x15, 0x3, K_XX, "unpckhps/pd"},
+    {0x28, 0x3, K_XX, "movaps/pd"}, {0x29, 0x3, K_XX, "movaps/pd store"}, {0x10, 0xf, K_XX, "movups/pd/ss/sd"},
+    {0x11, 0xf, K_XX, "movups/pd/ss/sd store"}, {0x12, 0x1, K_XXR, "movhlps"}, {0x16, 0x1, K_XXR, "movlhps"},
+    {0x12, 0x3, K_XX, "movlps/pd"}, {0x16, 0x3, K_XX, "movhps/pd"},
+    {0x54, 0x3, K_XX, "andps/pd"}, {0x55, 0x3, K_XX, "andnps/pd"}, {0x56, 0x3, K_XX, "orps/pd"},
+    {0x57, 0x3, K_XX, "xorps/pd"}, {0xae, 0x1, K_LDMX, "ldmxcsr/stmxcsr"},
+};
+
+/* Memory operands of packed SSE instructions should usually be aligned. */
+static bool g_align;
 
 /* SSE2 two-operand ops (66 0F xx /r) and their alignment needs. */
 static const uint8_t sse_ops[] = {
@@ -297,7 +446,7 @@ static struct memop pick_mem(unsigned size)
     struct memop m = {0};
     unsigned k = rndn(wild_ok ? 96 : 90); /* 90..95: wild addresses, a few percent */
     uint64_t off = rndn((unsigned)SCRATCH_SIZE - 16);
-    if (rndn(4) == 0) off &= ~15ull; /* aligned, for SSE */
+    if (rndn(4) == 0 || (g_align && rndn(8))) off &= ~15ull; /* aligned, for SSE */
     if (rndn(32) == 0) off = SCRATCH_SIZE - rndn(16); /* near the end: page-crossing faults */
     (void)size;
     if (g_m32) {
@@ -795,6 +944,112 @@ static bool gen_one(struct emitter *e, struct insn_meta *meta)
         meta->name = "sse";
         break;
     }
+    case S_SSEFP: {
+        unsigned k = rndn(sizeof(fp_ops) / sizeof(fp_ops[0])), pfx;
+        do { pfx = rndn(4); } while (!(fp_ops[k].pfx & (1u << pfx)));
+        unsigned kind = fp_ops[k].kind;
+        uint8_t op = fp_ops[k].op;
+        meta->name = fp_ops[k].name;
+        if (kind == K_LDMX) {
+            g_align = false;
+            m = pick_mem(4);
+            opc = 0xae;
+            if (rndn(2)) { /* stmxcsr */
+                emit_modrm_insn(e, 4, false, 1, &opc, 1, 3, true, 0, &m, 0);
+                meta->name = "stmxcsr";
+                break;
+            }
+            /* mov dword [mem], imm32 (a random MXCSR, sometimes with reserved bits: #GP); ldmxcsr [mem] */
+            uint8_t mov = 0xc7;
+            emit_modrm_insn(e, 4, false, 0, &mov, 1, 0, true, 0, &m, 0);
+            emit32(e, rndn(16) ? rnd_mxcsr() : (uint32_t)rnd() & ~0x20000u); /* bit 17: AMD's MM */
+            if (e->disp_at >= 0) return false;
+            struct emitter e2 = {.n = 0, .disp_at = -1};
+            emit_modrm_insn(&e2, 4, false, 1, &opc, 1, 2, true, 0, &m, 0);
+            memcpy(e->buf + e->n, e2.buf, e2.n);
+            e->n += e2.n;
+            meta->name = "ldmxcsr";
+            break;
+        }
+        bool packed = pfx < 2 && op != 0x12 && op != 0x16 && op != 0x2e && op != 0x2f && op != 0x2a &&
+                      op != 0x2c && op != 0x2d && !(op == 0x5a && pfx == 0);
+        if (kind == K_GXR || kind == K_XXR) mem = false;
+        if (kind == K_XX && (op == 0x12 || op == 0x16)) mem = true;
+        if (mem) {
+            g_align = packed;
+            m = pick_mem(16);
+            g_align = false;
+        }
+        if (m.addr32 && mem) return false;
+        unsigned reg = rndn(g_m32 ? 8 : 16), rmr = rndn(g_m32 ? 8 : 16);
+        bool rexw = !g_m32 && rndn(8) == 0;
+        if (kind == K_XG) { rexw = !g_m32 && rndn(2); if (!mem) rmr = pick_src(); }
+        if (kind == K_GX || kind == K_GXR) { rexw = !g_m32 && rndn(2); reg = pick_dst(); }
+        if (kind == K_COMI) meta->writes = F_ALL;
+        static const uint8_t pfxb[4] = {0, 0x66, 0xf2, 0xf3};
+        if (pfx) emit(e, pfxb[pfx]);
+        uint8_t rex = 0x40 | (rexw ? 8 : 0) | (reg >= 8 ? 4 : 0);
+        if (mem) rex |= (m.rex_b ? 1 : 0) | (m.rex_x ? 2 : 0);
+        else if (rmr >= 8) rex |= 1;
+        if (rex != 0x40 && !g_m32) emit(e, rex);
+        emit(e, 0x0f);
+        emit(e, op);
+        if (mem) {
+            emit(e, (uint8_t)((m.mod << 6) | ((reg & 7) << 3) | m.rm));
+            if (m.has_sib) emit(e, m.sib);
+            if (m.disp_size == 1) emit(e, (uint8_t)m.disp);
+            else if (m.disp_size == 4) {
+                if (m.riprel) { e->disp_at = (int)e->n; e->rip_target = m.target; }
+                emit32(e, (uint32_t)m.disp);
+            }
+        } else {
+            emit(e, (uint8_t)(0xc0 | ((reg & 7) << 3) | (rmr & 7)));
+        }
+        if (kind == K_XXI) emit(e, (uint8_t)(rndn(4) ? rndn(8) : rnd()));
+        break;
+    }
+    case S_X87: {
+        if (rndn(6) == 0) {
+            /* fld m32 (so the instruction and data pointers are the case's own, not whatever
+             * the host kernel left there), then fnstenv/fnsave, maybe fldenv/frstor back. */
+            static const uint8_t d9 = 0xd9, dd = 0xdd;
+            struct memop m1 = pick_mem(4), m2 = pick_mem(108);
+            bool whole = rndn(2), back = rndn(2), p16 = rndn(4) == 0;
+            struct emitter parts[3];
+            for (int k = 0; k < 3; k++) { parts[k].n = 0; parts[k].disp_at = -1; }
+            emit_modrm_insn(&parts[0], 4, false, 0, &d9, 1, 0, true, 0, &m1, 0);
+            emit_modrm_insn(&parts[1], p16 ? 2 : 4, false, 0, whole ? &dd : &d9, 1, 6, true, 0, &m2, 0);
+            emit_modrm_insn(&parts[2], p16 ? 2 : 4, false, 0, whole ? &dd : &d9, 1, 4, true, 0, &m2, 0);
+            int nrip = 0;
+            for (int k = 0; k < (back ? 3 : 2); k++) {
+                if (parts[k].disp_at >= 0) {
+                    if (nrip++) return false; /* one rip-relative operand per emitted unit */
+                    e->disp_at = (int)e->n + parts[k].disp_at;
+                    e->rip_target = parts[k].rip_target;
+                }
+                memcpy(e->buf + e->n, parts[k].buf, parts[k].n);
+                e->n += parts[k].n;
+            }
+            meta->name = whole ? "fld;fnsave;frstor" : "fld;fnstenv;fldenv";
+            break;
+        }
+        uint8_t op = (uint8_t)(0xd8 + rndn(8));
+        unsigned r = rndn(8);
+        if ((op == 0xd9 || op == 0xdd) && (r == 4 || r == 6) && mem) return false; /* above */
+        if (op == 0xd9 && r == 5 && mem) return false; /* fldcw: see the "misc" generator */
+        if (mem) {
+            emit_modrm_insn(e, 4, false, 0, &op, 1, r, true, 0, &m, 0);
+        } else {
+            emit(e, op);
+            emit(e, (uint8_t)(0xc0 | (r << 3) | rndn(8)));
+        }
+        struct emu_insn di;
+        if (emu_decode(e->buf, e->n, g_m32 ? EMU_MODE_PROT32 : EMU_MODE_LONG64, &di)) return false;
+        meta->name = "x87";
+        if (!mem && (op == 0xdb || op == 0xdf) && (r == 5 || r == 6)) { meta->writes = F_ALL; meta->name = "fcomi"; }
+        if (!mem && (op == 0xda || op == 0xdb) && r <= 3) { meta->reads = 1; meta->name = "fcmov"; }
+        break;
+    }
     case S_SSE_SHIFT_I: {
         static const struct { uint8_t op, ext; } sh[] = {{0x71, 2}, {0x71, 4}, {0x71, 6}, {0x72, 2}, {0x72, 4}, {0x72, 6},
                                                         {0x73, 2}, {0x73, 3}, {0x73, 6}, {0x73, 7}};
@@ -835,9 +1090,21 @@ static void gen_case(struct tcase *c, uint64_t seed)
     c->in.r[15] = R15_VALUE;
     c->in.rflags = (rnd() & STATUS_FLAGS) | (rndn(4) == 0 ? DF_FLAG : 0) | 0x202;
     for (int i = 0; i < 16; i++) {
-        c->in.xmm[i].q[0] = rnd_value();
-        c->in.xmm[i].q[1] = rnd_value();
+        unsigned kind = rndn(5);
+        if (kind > 2) kind = rndn(2);
+        c->in.xmm[i].q[0] = rnd_lane(kind);
+        c->in.xmm[i].q[1] = rnd_lane(kind);
     }
+    c->in.mxcsr = rnd_mxcsr();
+    /* x87: rounding and precision control (exceptions masked), a stack of random depth. */
+    static const uint16_t pcs[] = {0x000, 0x200, 0x300};
+    c->in.fcw = (uint16_t)(0x7f | (rndn(4) << 10) | pcs[rndn(3)]);
+    unsigned top = rndn(8), depth = rndn(9);
+    c->in.fsw = (uint16_t)((top << 11) | (rndn(2) ? (rnd() & 0x4700) : 0) | (rndn(4) ? 0 : (rnd() & 0x7f)));
+    c->in.fsw &= (uint16_t)~0x80; /* ES only with an unmasked exception */
+    for (unsigned k = 0; k < depth; k++) c->in.ftw |= (uint8_t)(1u << ((top + k) & 7));
+    if (rndn(8) == 0) c->in.ftw = (uint8_t)rnd();
+    for (int i = 0; i < 8; i++) rnd_f80(c->in.st[i]);
     c->mem_seed = rnd();
     c->in.rip = CODE_ADDR;
     unsigned n = 1 + rndn(MAX_INSNS - 4);
@@ -907,6 +1174,11 @@ static void child_handler(int sig, siginfo_t *si, void *ucv)
         r->err = (uint64_t)g[REG_ERR];
         r->cr2 = (uint64_t)g[REG_CR2];
         for (int i = 0; i < 16; i++) memcpy(&r->out.xmm[i], &fp->_xmm[i], 16);
+        r->out.mxcsr = fp->mxcsr;
+        r->out.fcw = fp->cwd;
+        r->out.fsw = fp->swd;
+        r->out.ftw = (uint8_t)fp->ftw;
+        for (int i = 0; i < 8; i++) memcpy(r->out.st[i], &fp->_st[i], 10);
         memcpy(r->scratch, (void *)SCRATCH_ADDR, SCRATCH_SIZE);
         r->status = 0;
     }
@@ -923,10 +1195,13 @@ static void child_handler(int sig, siginfo_t *si, void *ucv)
     g[REG_CSGSFS] = (g[REG_CSGSFS] & ~(greg_t)0xffff) | (c->m32 ? 0x23 : 0x33);
     g[REG_EFL] = (greg_t)((g[REG_EFL] & ~(greg_t)(STATUS_FLAGS | DF_FLAG | 0x100 | 0x40000)) | (greg_t)c->in.rflags);
     for (int i = 0; i < 16; i++) memcpy(&fp->_xmm[i], &c->in.xmm[i], 16);
-    fp->mxcsr = 0x1f80;
-    fp->cwd = 0x37f; /* x87 state as after fninit, like the emulator's */
-    fp->swd = 0;
-    fp->ftw = 0;
+    fp->mxcsr = c->in.mxcsr;
+    fp->rip = fp->rdp = 0;
+    fp->fop = 0;
+    fp->cwd = c->in.fcw;
+    fp->swd = c->in.fsw;
+    fp->ftw = c->in.ftw;
+    for (int i = 0; i < 8; i++) memcpy(&fp->_st[i], c->in.st[i], 10);
 }
 
 static int run_native(struct shared *s)
@@ -1001,11 +1276,22 @@ static void run_emu(const struct tcase *c, struct result *r)
 
     emu_set_rflags(&cpu, c->in.rflags);
     memcpy(cpu.xmm, c->in.xmm, sizeof(cpu.xmm));
+    cpu.mxcsr = c->in.mxcsr;
+    cpu.seg[EMU_DS].sel = cpu.seg[EMU_ES].sel = 0x2b; /* what the child loads (x87 FDS shows it) */
+    cpu.fcw = c->in.fcw;
+    cpu.fsw = c->in.fsw;
+    cpu.ftw = c->in.ftw;
+    memcpy(cpu.x87_st, c->in.st, sizeof(cpu.x87_st));
     enum emu_stop st = emu_run(&cpu, 1000000);
     memcpy(r->out.r, cpu.r, sizeof(cpu.r));
     r->out.rip = cpu.rip;
     r->out.rflags = emu_get_rflags(&cpu);
     memcpy(r->out.xmm, cpu.xmm, sizeof(cpu.xmm));
+    r->out.mxcsr = cpu.mxcsr;
+    r->out.fcw = cpu.fcw;
+    r->out.fsw = cpu.fsw;
+    r->out.ftw = cpu.ftw;
+    memcpy(r->out.st, cpu.x87_st, sizeof(r->out.st));
     memcpy(r->scratch, scratch, SCRATCH_SIZE);
     r->trapno = st == EMU_STOP_EXCEPTION ? cpu.exc_vector : 255;
     r->err = cpu.exc_error;
@@ -1057,6 +1343,18 @@ static int compare(const struct tcase *c, const struct result *nat, const struct
         if (memcmp(&nat->out.xmm[i], &emu->out.xmm[i], 16))
             DIFF("  xmm%d: host %016" PRIx64 "%016" PRIx64 ", emu %016" PRIx64 "%016" PRIx64 "\n", i, nat->out.xmm[i].q[1],
                  nat->out.xmm[i].q[0], emu->out.xmm[i].q[1], emu->out.xmm[i].q[0]);
+    if (nat->out.mxcsr != emu->out.mxcsr) DIFF("  mxcsr: host %#x, emu %#x\n", nat->out.mxcsr, emu->out.mxcsr);
+    if (nat->out.fcw != emu->out.fcw || nat->out.fsw != emu->out.fsw || nat->out.ftw != emu->out.ftw)
+        DIFF("  x87 fcw/fsw/ftw: host %#x/%#x/%#x, emu %#x/%#x/%#x\n", nat->out.fcw, nat->out.fsw, nat->out.ftw,
+             emu->out.fcw, emu->out.fsw, emu->out.ftw);
+    for (int i = 0; i < 8; i++)
+        if (memcmp(nat->out.st[i], emu->out.st[i], 10)) {
+            uint64_t hm, em;
+            uint16_t he, ee;
+            memcpy(&hm, nat->out.st[i], 8); memcpy(&he, nat->out.st[i] + 8, 2);
+            memcpy(&em, emu->out.st[i], 8); memcpy(&ee, emu->out.st[i] + 8, 2);
+            DIFF("  st%d: host %04x:%016" PRIx64 ", emu %04x:%016" PRIx64 "\n", i, he, hm, ee, em);
+        }
     for (unsigned i = 0; i < SCRATCH_SIZE; i++)
         if (nat->scratch[i] != emu->scratch[i]) {
             DIFF("  memory at %#" PRIx64 ": host %02x, emu %02x\n", (uint64_t)(SCRATCH_ADDR + i), nat->scratch[i], emu->scratch[i]);
@@ -1138,7 +1436,18 @@ static void report(const struct tcase *orig, uint64_t seed)
     printf("MISMATCH (case seed %" PRIu64 ", %s code), minimal reproducer:\n", seed, cur.m32 ? "32-bit" : "64-bit");
     printf("  initial state:");
     for (int i = 0; i < 16; i++) printf("%s %s=%#" PRIx64, i % 4 ? "" : "\n   ", regname[i], cur.in.r[i]);
-    printf("\n    rflags=%#" PRIx64 " scratch seed=%#" PRIx64 "\n", cur.in.rflags, cur.mem_seed);
+    printf("\n    rflags=%#" PRIx64 " scratch seed=%#" PRIx64 " mxcsr=%#x\n", cur.in.rflags, cur.mem_seed, cur.in.mxcsr);
+    for (int i = 0; i < 16; i++)
+        printf("%s xmm%d=%016" PRIx64 "%016" PRIx64, i % 2 ? "" : "\n   ", i, cur.in.xmm[i].q[1], cur.in.xmm[i].q[0]);
+    printf("\n    fcw=%#x fsw=%#x ftw=%#x", cur.in.fcw, cur.in.fsw, cur.in.ftw);
+    for (int i = 0; i < 8; i++) {
+        uint64_t mm;
+        uint16_t ex;
+        memcpy(&mm, cur.in.st[i], 8);
+        memcpy(&ex, cur.in.st[i] + 8, 2);
+        printf("%s st%d=%04x:%016" PRIx64, i % 4 ? "" : "\n   ", i, ex, mm);
+    }
+    printf("\n");
     for (unsigned i = 0; i < cur.ninsns; i++) {
         printf("  %04x: ", cur.meta[i].off);
         for (unsigned k = 0; k < cur.meta[i].len; k++) printf("%02x ", cur.code[cur.meta[i].off + k]);
@@ -1406,7 +1715,7 @@ int main(int argc, char **argv)
     }
     struct tcase *cases = malloc(sizeof(struct tcase) * BATCH);
     struct result *er = malloc(sizeof(struct result));
-    uint64_t done = 0, failures = 0, faults = 0, by_vector[32] = {0};
+    uint64_t done = 0, failures = 0, faults = 0, unrepeatable = 0, by_vector[32] = {0};
     time_t t0 = time(NULL);
     while (done < ncases) {
         unsigned n = (unsigned)(ncases - done < BATCH ? ncases - done : BATCH);
@@ -1430,6 +1739,15 @@ int main(int argc, char **argv)
                 by_vector[nat.trapno & 31]++;
             }
             if (compare(&cases[i], &nat, er, false, stdout)) {
+                /* The host's x87 instruction/data pointers do not survive a preemption on AMD
+                 * hosts (the kernel loads its own before restoring the state): a mismatch that
+                 * the host does not repeat is counted, not failed. */
+                if (!still_fails(&cases[i])) {
+                    unrepeatable++;
+                    printf("emu_difftest: case seed %" PRIu64 ": the host did not repeat its result; not counted\n",
+                           seed + done + i);
+                    continue;
+                }
                 failures++;
                 printf("MISMATCH (case seed %" PRIu64 ") as first seen:\n", seed + done + i);
                 compare(&cases[i], &nat, er, true, stdout);
@@ -1446,6 +1764,7 @@ int main(int argc, char **argv)
     }
     printf("emu_difftest: %" PRIu64 " cases (seed %" PRIu64 "), %" PRIu64 " ended in a fault before the end, %" PRIu64
            " mismatches, %lds\n", done, seed, faults, failures, (long)(time(NULL) - t0));
+    if (unrepeatable) printf("emu_difftest: %" PRIu64 " mismatches the host did not repeat (not counted)\n", unrepeatable);
     if (faults) {
         printf("emu_difftest: early ends by vector:");
         for (int v = 0; v < 32; v++)

@@ -389,6 +389,82 @@ static void test_fxsave_fxrstor(void **state)
     assert_int_equal(rd32(0x8600), 0x37f); /* FCW after reset */
 }
 
+/* SSE floating point under the control registers: #NM with CR0.TS, #UD with CR0.EM or without
+ * CR4.OSFXSR; an unmasked MXCSR exception raises #XM with CR4.OSXMMEXCPT, #UD without, and
+ * leaves the destination alone. (Results and flags are proven against the host by emu_difftest.) */
+static enum emu_stop run_sse_fp(uint64_t cr0_set, uint64_t cr4_clear, uint64_t cr4_set, uint32_t mxcsr)
+{
+    setup_long();
+    static const uint8_t prog[] = {0xf3, 0x0f, 0x5e, 0xc1, /* divss xmm0, xmm1 */
+                                   0xf4};
+    memcpy(ram + 0x20000, prog, sizeof(prog));
+    cpu->cr0 |= cr0_set;
+    cpu->cr4 = (cpu->cr4 & ~cr4_clear) | cr4_set;
+    cpu->mxcsr = mxcsr;
+    cpu->xmm[0].q[0] = 0x3f800000;     /* 1.0f */
+    cpu->xmm[1].q[0] = 0;              /* 0.0f */
+    cpu->xmm[2].q[0] = 0x40000000;
+    cpu->exit_on_exception = true;
+    return run_at(0x20000);
+}
+
+static void test_sse_fp_faults(void **state)
+{
+    (void)state;
+    assert_int_equal(run_sse_fp(EMU_CR0_TS, 0, 0, 0x1f80), EMU_STOP_EXCEPTION);
+    assert_int_equal(cpu->exc_vector, EMU_NM);
+    assert_int_equal(run_sse_fp(EMU_CR0_EM, 0, 0, 0x1f80), EMU_STOP_EXCEPTION);
+    assert_int_equal(cpu->exc_vector, EMU_UD);
+    assert_int_equal(run_sse_fp(0, EMU_CR4_OSFXSR, 0, 0x1f80), EMU_STOP_EXCEPTION);
+    assert_int_equal(cpu->exc_vector, EMU_UD);
+    /* Masked: 1/0 = +inf, ZE set. */
+    assert_int_equal(run_sse_fp(0, 0, 0, 0x1f80), EMU_STOP_HLT);
+    assert_int_equal(cpu->xmm[0].q[0], 0x7f800000);
+    assert_int_equal(cpu->mxcsr, 0x1f84);
+    /* Divide-by-zero unmasked: #XM at the divss, xmm0 unchanged, ZE set. */
+    assert_int_equal(run_sse_fp(0, 0, EMU_CR4_OSXMMEXCPT, 0x1d80), EMU_STOP_EXCEPTION);
+    assert_int_equal(cpu->exc_vector, EMU_XM);
+    assert_int_equal(cpu->rip, 0x20000);
+    assert_int_equal(cpu->xmm[0].q[0], 0x3f800000);
+    assert_int_equal(cpu->mxcsr, 0x1d84);
+    assert_int_equal(run_sse_fp(0, EMU_CR4_OSXMMEXCPT, 0, 0x1d80), EMU_STOP_EXCEPTION);
+    assert_int_equal(cpu->exc_vector, EMU_UD);
+    assert_int_equal(cpu->xmm[0].q[0], 0x3f800000);
+}
+
+/* x87 arithmetic (results are proven against the host by emu_difftest): fld1 + fld1 stored
+ * as a double is 2.0, the stack is empty again; #NM with CR0.TS; fxsave carries ST(i). */
+static void test_x87_basics(void **state)
+{
+    (void)state;
+    static const uint8_t prog[] = {
+        0xd9, 0xe8,                                     /* fld1 */
+        0xd9, 0xe8,                                     /* fld1 */
+        0xde, 0xc1,                                     /* faddp st(1), st */
+        0xd9, 0xee,                                     /* fldz */
+        0x0f, 0xae, 0x04, 0x25, 0x00, 0x86, 0x00, 0x00, /* fxsave [0x8600] */
+        0xdd, 0xd8,                                     /* fstp st(0) */
+        0xdd, 0x1c, 0x25, 0x00, 0x87, 0x00, 0x00,       /* fstp qword [0x8700] */
+        0xf4};
+    setup_long();
+    memcpy(ram + 0x20000, prog, sizeof(prog));
+    cpu->exit_on_exception = true;
+    assert_int_equal(run_at(0x20000), EMU_STOP_HLT);
+    assert_int_equal(rd64(0x8700), 0x4000000000000000ull); /* 2.0 */
+    assert_int_equal(cpu->ftw, 0);
+    assert_int_equal((cpu->fsw >> 11) & 7, 0);
+    assert_int_equal(rd64(0x8600 + 32), 0);                      /* ST(0) = +0 */
+    assert_int_equal(rd64(0x8600 + 48), 0x8000000000000000ull);  /* ST(1) = 2.0 */
+    assert_int_equal(rd32(0x8600 + 56) & 0xffff, 0x4000);
+    assert_int_equal(ram[0x8600 + 4], 0xc0);                     /* abridged tags: two in use */
+    setup_long();
+    memcpy(ram + 0x20000, prog, sizeof(prog));
+    cpu->cr0 |= EMU_CR0_TS;
+    cpu->exit_on_exception = true;
+    assert_int_equal(run_at(0x20000), EMU_STOP_EXCEPTION);
+    assert_int_equal(cpu->exc_vector, EMU_NM);
+}
+
 static uint64_t mmio_last_addr, mmio_last_val;
 static unsigned mmio_last_size, pio_out_port, pio_out_val;
 static uint64_t t_mmio_read(void *o, uint64_t gpa, unsigned size)
@@ -704,6 +780,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prot32_two_level_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prot32_pae_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fxsave_fxrstor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sse_fp_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_x87_basics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mmio_and_port_io, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verr_verw, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lsl_lar, setup, teardown),
