@@ -32,6 +32,15 @@ uint64_t emu_host_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+void emu_cond_init(pthread_cond_t *c)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
 uint64_t emu_clock_ns(struct accel *a)
 {
     if (a->multi_thread)
@@ -471,11 +480,7 @@ static int emu_vcpu_create(struct accel *a, unsigned index, struct vcpu **out)
         return -ENOMEM;
     }
     pthread_mutex_init(&v->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&v->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    emu_cond_init(&v->cond);
     __atomic_store_n(&a->vcpus[index], v, __ATOMIC_SEQ_CST);
     *out = v;
     return 0;

@@ -70,6 +70,8 @@ struct vcpu {
 };
 
 uint64_t emu_host_ns(void);
+/* A condition variable whose timed waits count CLOCK_MONOTONIC (emu_host_ns), not wall time. */
+void emu_cond_init(pthread_cond_t *c);
 /* The VM's clock in ns (0 at creation): what the TSC, the APIC timers and the PIT follow. */
 uint64_t emu_clock_ns(struct accel *a);
 

@@ -20,11 +20,7 @@ void emu_sched_init(struct accel *a)
     struct emu_sched *s = &a->sched;
     a->m->timers_by_accel = true;
     pthread_mutex_init(&s->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    emu_cond_init(&s->cond);
     s->owner = -1;
     s->turn = -1;
     s->last = a->ncpus - 1; /* so the first pass starts with vCPU 0 */
