@@ -34,7 +34,7 @@ struct evloop {
     struct evloop_watch *watches;
     pthread_mutex_t calls_lock;
     struct evloop_call *calls, **calls_tail;
-    volatile bool stop; /* set by evloop_stop, cleared when evloop_run returns */
+    bool stop; /* atomic: set by evloop_stop from any thread, cleared when evloop_run returns */
 };
 
 struct evtimer {
@@ -179,7 +179,7 @@ int evloop_run(struct evloop *ev)
     struct epoll_event events[32];
     /* A stop that came before this call (a vCPU powering off before the loop started) counts:
      * the flag is cleared on the way out, not on the way in. */
-    while (!ev->stop) {
+    while (!__atomic_load_n(&ev->stop, __ATOMIC_ACQUIRE)) {
         int n = epoll_wait(ev->epfd, events, ARRAY_SIZE(events), -1);
         if (n < 0) {
             if (errno == EINTR)
@@ -190,7 +190,7 @@ int evloop_run(struct evloop *ev)
             ev->gate(ev->gate_opaque, true);
         if (ev->lock)
             pthread_mutex_lock(ev->lock);
-        for (int i = 0; i < n && !ev->stop; i++) {
+        for (int i = 0; i < n && !__atomic_load_n(&ev->stop, __ATOMIC_ACQUIRE); i++) {
             struct evloop_watch *w = events[i].data.ptr;
             if (!w->dead)
                 w->cb(w->opaque, events[i].events);
@@ -201,13 +201,13 @@ int evloop_run(struct evloop *ev)
         if (ev->gate)
             ev->gate(ev->gate_opaque, false);
     }
-    ev->stop = false;
+    __atomic_store_n(&ev->stop, false, __ATOMIC_RELEASE);
     return 0;
 }
 
 void evloop_stop(struct evloop *ev)
 {
-    ev->stop = true;
+    __atomic_store_n(&ev->stop, true, __ATOMIC_RELEASE);
     uint64_t one = 1;
     if (write(ev->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
         log_warn("event loop: wake write failed: %s", strerror(errno));
