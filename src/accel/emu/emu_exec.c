@@ -211,9 +211,17 @@ uint64_t emu_ea(struct emu_cpu *cpu, const struct emu_insn *in)
     return a & emu_size_mask(in->asize);
 }
 
+/* emu_lin(emu_ea()) with the 64-bit case inline: most memory operands of kernel code. */
 static inline uint64_t ea_lin(struct emu_cpu *cpu, const struct emu_insn *in)
 {
-    return emu_lin(cpu, in->seg, emu_ea(cpu, in), in->asize);
+    if (in->asize != 8) return emu_lin(cpu, in->seg, emu_ea(cpu, in), in->asize);
+    uint64_t a = (uint64_t)in->disp;
+    if (in->rip_rel) a += cpu->rip;
+    if (in->base != EMU_NOREG) a += cpu->r[in->base];
+    if (in->index != EMU_NOREG) a += cpu->r[in->index] << in->scale;
+    if (in->seg == EMU_FS || in->seg == EMU_GS) a += cpu->seg[in->seg].base;
+    if (__builtin_expect(!emu_canonical(a), 0)) emu_raise(cpu, in->seg == EMU_SS ? EMU_SS_FAULT : EMU_GP, true, 0);
+    return a;
 }
 
 /* r/m operand as a location: either a register or a linear address. */
@@ -353,7 +361,7 @@ static uint64_t alu(struct emu_cpu *cpu, unsigned op, unsigned size, uint64_t a,
     return r & m;
 }
 
-static void flags_szp(uint64_t *f, uint64_t r, unsigned size)
+static inline void flags_szp(uint64_t *f, uint64_t r, unsigned size)
 {
     r &= emu_size_mask(size);
     if (!r) *f |= ZF;
@@ -369,7 +377,8 @@ static uint64_t shift(struct emu_cpu *cpu, unsigned op, unsigned size, uint64_t 
     count &= size == 8 ? 63 : 31;
     v &= m;
     if (!count) return v;
-    uint64_t f = emu_flags_status(cpu), r;
+    /* Only the rotates keep flags they do not set: shl/shr/sar write all of them. */
+    uint64_t f = op < 4 ? emu_flags_status(cpu) : 0, r;
     unsigned c;
     switch (op) {
     case 0: /* rol */
@@ -1225,7 +1234,11 @@ static void exec_map1(struct emu_cpu *cpu, const struct emu_insn *in)
 /* ---- decoded-block cache ---- */
 
 #define EMU_BLOCK_MAX 32
-#define EMU_NBLOCKS 2048
+/* A Linux boot runs more distinct blocks than 2048 slots hold: 8192 cut its misses (and
+ * re-decodes) enough to boot about 5% faster. Slots are only touched when used. */
+#define EMU_NBLOCKS 8192
+
+_Static_assert(sizeof(struct emu_insn) == 32, "emu_insn packing");
 
 /* Decoded instructions of one straight-line run, keyed by the physical address of its start. */
 struct emu_block {
@@ -1481,16 +1494,18 @@ enum emu_stop emu_run(struct emu_cpu *cpu, uint64_t max_insns)
             }
             cpu->block_dirty = false;
             uint64_t rmask = mode == EMU_MODE_LONG64 ? ~0ull : 0xffffffffull;
-            for (unsigned i = 0; i < b->n; i++) {
-                const struct emu_insn *in = &b->insn[i];
-                uint64_t start = cpu->rip, next = (start + in->len) & rmask;
-                cpu->insn_rip = start;
+            /* hlt ends its block, so cpu->halted needs no check in here. */
+            uint64_t rip = cpu->rip;
+            for (const struct emu_insn *in = b->insn, *last = b->insn + b->n; in < last; in++) {
+                uint64_t next = (rip + in->len) & rmask;
+                cpu->insn_rip = rip;
                 cpu->rip = next;
                 if (in->map == 0) exec_map0(cpu, in);
                 else exec_map1(cpu, in);
                 cpu->nested_exc = 0;
                 cpu->insns++;
-                if (cpu->rip != next || cpu->block_dirty || cpu->halted || cpu->nmi_line) break;
+                if (cpu->rip != next || cpu->block_dirty || cpu->nmi_line) break;
+                rip = next;
             }
         }
         return EMU_STOP_BUDGET;
