@@ -234,23 +234,20 @@ void emu_set_rflags(struct emu_cpu *cpu, uint64_t v);
 void emu_tlb_flush(struct emu_cpu *cpu, bool include_global);
 
 /* Decoder, also used alone by the length test. */
-/* 32 bytes: the block cache holds thousands of these and a Linux boot misses the host's caches
- * on them. */
 struct emu_insn {
     uint8_t len;
     uint8_t map;     /* 0: one byte, 1: 0F, 2: 0F38, 3: 0F3A */
     uint8_t op;
-    uint8_t mod, reg, rm;                /* reg/rm include REX bits */
+    uint8_t modrm_present, mod, reg, rm; /* reg/rm include REX bits */
     uint8_t osize, asize;                /* bytes */
     uint8_t rex;                         /* 0 if none */
     uint8_t rep;                         /* 0, 0xF2 or 0xF3 */
+    uint8_t lock, opsize_prefix;
     int8_t seg;                          /* override, or -1 */
     uint8_t base, index, scale;          /* 16/17 = none; index 4 w/o REX.X = none */
     bool rip_rel, mem;
-    uint8_t modrm_present : 1, lock : 1, opsize_prefix : 1;
-    uint16_t imm2;                       /* far pointer selector, enter's nesting level */
-    int32_t disp;                        /* sign-extended when used */
-    uint64_t imm;
+    int64_t disp;
+    uint64_t imm, imm2;
 };
 #define EMU_NOREG 16
 

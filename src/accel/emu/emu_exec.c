@@ -1238,8 +1238,6 @@ static void exec_map1(struct emu_cpu *cpu, const struct emu_insn *in)
  * re-decodes) enough to boot about 5% faster. Slots are only touched when used. */
 #define EMU_NBLOCKS 8192
 
-_Static_assert(sizeof(struct emu_insn) == 32, "emu_insn packing");
-
 /* Decoded instructions of one straight-line run, keyed by the physical address of its start. */
 struct emu_block {
     uint64_t gpa;
