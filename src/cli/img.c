@@ -1,5 +1,6 @@
 /* `vmkit img` entry point: subcommand dispatch, --help and --version, like qemu-img. */
 #include "cli/img.h"
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include "base/log.h"
@@ -88,6 +89,17 @@ int img_usage_sub(const char *sub)
         }
     img_help();
     return 0;
+}
+
+int img_common_option(int c, const char *sub, char **argv, int err)
+{
+    switch (c) {
+    case 'U': case 'j': return -1;
+    case 'h': return img_usage_sub(sub);
+    case 'I': img_error("--image-opts is not supported"); return err;
+    case ':': img_error("option '%s' requires an argument", argv[optind - 1]); return err;
+    default: img_error("invalid option -- '%c'", optopt); return err;
+    }
 }
 
 int img_main(int argc, char **argv)

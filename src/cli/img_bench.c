@@ -117,11 +117,12 @@ int img_cmd_bench(int argc, char **argv)
             }
             break;
         case 'D': drain_on_flush = false; break;
-        case 'U': case 'j': break;
-        case 'I': img_error("--image-opts is not supported"); return 1;
-        case 'h': return img_usage_sub("bench");
-        case ':': img_error("option '%s' requires an argument", argv[optind - 1]); return 1;
-        default: img_error("invalid option -- '%c'", optopt); return 1;
+        default: {
+            int r = img_common_option(c, "bench", argv, 1);
+            if (r >= 0)
+                return r;
+            break;
+        }
         }
     }
     if (optind != argc - 1) {

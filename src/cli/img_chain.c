@@ -34,10 +34,12 @@ int img_cmd_commit(int argc, char **argv)
         case 'p': progress = true; break;
         case 'q': quiet = true; break;
         case 'r': case 'j': break;
-        case 'I': img_error("--image-opts is not supported"); return 1;
-        case 'h': return img_usage_sub("commit");
-        case ':': img_error("option '%s' requires an argument", argv[optind - 1]); return 1;
-        default: img_error("invalid option -- '%c'", optopt); return 1;
+        default: {
+            int r = img_common_option(c, "commit", argv, 1);
+            if (r >= 0)
+                return r;
+            break;
+        }
         }
     }
     if (quiet)
@@ -157,11 +159,12 @@ int img_cmd_rebase(int argc, char **argv)
         case 't': cache = optarg; break;
         case 'T': src_cache = optarg; break;
         case 'q': quiet = true; break;
-        case 'U': case 'j': break;
-        case 'I': img_error("--image-opts is not supported"); return 1;
-        case 'h': return img_usage_sub("rebase");
-        case ':': img_error("option '%s' requires an argument", argv[optind - 1]); return 1;
-        default: img_error("invalid option -- '%c'", optopt); return 1;
+        default: {
+            int r = img_common_option(c, "rebase", argv, 1);
+            if (r >= 0)
+                return r;
+            break;
+        }
         }
     }
     (void)src_cache;

@@ -35,6 +35,10 @@ void img_progress_end(bool enabled);
 
 /* Usage on --help; returns 0. */
 int img_usage_sub(const char *sub);
+/* The getopt cases every subcommand ends its switch with, in qemu-img's words: -h (usage),
+ * -U and --object (accepted, ignored), --image-opts (refused), a missing argument, an unknown
+ * option. Returns -1 to go on, or the exit status: 0 after usage, err after an error. */
+int img_common_option(int c, const char *sub, char **argv, int err);
 
 int img_is_all_zero(const void *buf, size_t len);
 

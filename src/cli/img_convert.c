@@ -218,9 +218,14 @@ int img_cmd_convert(int argc, char **argv)
         case 'n': skip_create = true; break;
         case 'm': case 'W': case 'U': case 'j': case 'r': case 'C': case 'Y': case 'Z': case 'G': break;
         case 'I': case 'X': img_error("--image-opts is not supported"); free(optstr); return 1;
-        case 'h': return img_usage_sub("convert");
-        case ':': img_error("option '%s' requires an argument", argv[optind - 1]); free(optstr); return 1;
-        default: img_error("invalid option -- '%c'", optopt); free(optstr); return 1;
+        default: {
+            int r = img_common_option(c, "convert", argv, 1);
+            if (r >= 0) {
+                free(optstr);
+                return r;
+            }
+            break;
+        }
         }
     }
     if (quiet)
@@ -417,11 +422,12 @@ int img_cmd_compare(int argc, char **argv)
         case 'p': progress = true; break;
         case 'q': quiet = true; break;
         case 's': strict = true; break;
-        case 'U': case 'j': break;
-        case 'I': img_error("--image-opts is not supported"); return 2;
-        case 'h': img_usage_sub("compare"); return 0;
-        case ':': img_error("option '%s' requires an argument", argv[optind - 1]); return 2;
-        default: img_error("invalid option -- '%c'", optopt); return 2;
+        default: {
+            int r = img_common_option(c, "compare", argv, 2);
+            if (r >= 0)
+                return r;
+            break;
+        }
         }
     }
     if (quiet)

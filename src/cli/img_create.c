@@ -88,9 +88,14 @@ int img_cmd_create(int argc, char **argv)
         case 'q': quiet = true; break;
         case 'u': unsafe = true; break;
         case 'O': break;
-        case 'h': return img_usage_sub("create");
-        case ':': img_error("option '%s' requires an argument", argv[optind - 1]); free(optstr); return 1;
-        default: img_error("invalid option -- '%c'", optopt); free(optstr); return 1;
+        default: {
+            int r = img_common_option(c, "create", argv, 1);
+            if (r >= 0) {
+                free(optstr);
+                return r;
+            }
+            break;
+        }
         }
     }
     if (optind >= argc) {
@@ -227,9 +232,14 @@ int img_cmd_amend(int argc, char **argv)
         case 'q': quiet = true; break;
         case 'X': force = true; break;
         case 'O': break;
-        case 'h': return img_usage_sub("amend");
-        case ':': img_error("option '%s' requires an argument", argv[optind - 1]); free(optstr); return 1;
-        default: img_error("invalid option -- '%c'", optopt); free(optstr); return 1;
+        default: {
+            int r = img_common_option(c, "amend", argv, 1);
+            if (r >= 0) {
+                free(optstr);
+                return r;
+            }
+            break;
+        }
         }
     }
     (void)force;

@@ -213,11 +213,12 @@ int img_cmd_info(int argc, char **argv)
         case 'f': fmt = optarg; break;
         case 'O': if (parse_ofmt(optarg, &of) < 0) return 1; break;
         case 'B': chain = true; break;
-        case 'U': case 'j': break;
-        case 'I': img_error("--image-opts is not supported"); return 1;
-        case 'h': return img_usage_sub("info");
-        case ':': img_error("option '%s' requires an argument", argv[optind - 1]); return 1;
-        default: img_error("invalid option -- '%c'", optopt); return 1;
+        default: {
+            int r = img_common_option(c, "info", argv, 1);
+            if (r >= 0)
+                return r;
+            break;
+        }
         }
     }
     if (optind != argc - 1) {
@@ -371,10 +372,12 @@ int img_cmd_check(int argc, char **argv)
         case 'O': if (parse_ofmt(optarg, &of) < 0) return 1; break;
         case 'T': cache = optarg; break;
         case 'q': quiet = true; break;
-        case 'U': case 'j': break;
-        case 'h': return img_usage_sub("check");
-        case ':': img_error("option '%s' requires an argument", argv[optind - 1]); return 1;
-        default: img_error("invalid option -- '%c'", optopt); return 1;
+        default: {
+            int r = img_common_option(c, "check", argv, 1);
+            if (r >= 0)
+                return r;
+            break;
+        }
         }
     }
     if (optind != argc - 1) {

@@ -31,11 +31,12 @@ int img_cmd_resize(int argc, char **argv)
         case 'q': quiet = true; break;
         case 'P': prealloc = optarg; break;
         case 'S': shrink = true; break;
-        case 'U': case 'j': break;
-        case 'I': img_error("--image-opts is not supported"); return 1;
-        case 'h': return img_usage_sub("resize");
-        case ':': img_error("option '%s' requires an argument", argv[optind - 1]); return 1;
-        default: img_error("invalid option -- '%c'", optopt); return 1;
+        default: {
+            int r = img_common_option(c, "resize", argv, 1);
+            if (r >= 0)
+                return r;
+            break;
+        }
         }
     }
     if (optind != argc - 1) {
@@ -113,11 +114,12 @@ int img_cmd_snapshot(int argc, char **argv)
         case 'd': act = DELETE; name = optarg; break;
         case 'f': fmt = optarg; break;
         case 'q': quiet = true; break;
-        case 'U': case 'j': break;
-        case 'I': img_error("--image-opts is not supported"); return 1;
-        case 'h': return img_usage_sub("snapshot");
-        case ':': img_error("option '%s' requires an argument", argv[optind - 1]); return 1;
-        default: img_error("invalid option -- '%c'", optopt); return 1;
+        default: {
+            int r = img_common_option(c, "snapshot", argv, 1);
+            if (r >= 0)
+                return r;
+            break;
+        }
         }
         if (act != NONE) {
             if (action != NONE) {
@@ -300,11 +302,12 @@ int img_cmd_map(int argc, char **argv)
                 return 1;
             }
             break;
-        case 'U': case 'j': break;
-        case 'I': img_error("--image-opts is not supported"); return 1;
-        case 'h': return img_usage_sub("map");
-        case ':': img_error("option '%s' requires an argument", argv[optind - 1]); return 1;
-        default: img_error("invalid option -- '%c'", optopt); return 1;
+        default: {
+            int r = img_common_option(c, "map", argv, 1);
+            if (r >= 0)
+                return r;
+            break;
+        }
         }
     }
     if (optind != argc - 1) {
@@ -449,11 +452,14 @@ int img_cmd_measure(int argc, char **argv)
             }
             have_size = true;
             break;
-        case 'U': case 'j': break;
-        case 'I': img_error("--image-opts is not supported"); free(optstr); return 1;
-        case 'h': free(optstr); return img_usage_sub("measure");
-        case ':': img_error("option '%s' requires an argument", argv[optind - 1]); free(optstr); return 1;
-        default: img_error("invalid option -- '%c'", optopt); free(optstr); return 1;
+        default: {
+            int r = img_common_option(c, "measure", argv, 1);
+            if (r >= 0) {
+                free(optstr);
+                return r;
+            }
+            break;
+        }
         }
     }
     const char *filename = optind < argc ? argv[optind] : NULL;
