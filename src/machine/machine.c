@@ -70,6 +70,16 @@ struct machine_timer {
     struct machine_timer *next;
 };
 
+/* The deadline after t fired at now: one period on, or from now if the clock skipped past
+ * several periods (they are not fired late one by one); none for a one-shot timer. */
+static void machine_timer_fired(struct machine_timer *t, uint64_t now)
+{
+    if (!t->period)
+        t->deadline = UINT64_MAX;
+    else
+        t->deadline = t->deadline + t->period > now ? t->deadline + t->period : now + t->period;
+}
+
 static void machine_timer_host_fire(void *opaque)
 {
     struct machine_timer *t = opaque;
@@ -77,7 +87,7 @@ static void machine_timer_host_fire(void *opaque)
         evtimer_arm(t->host, 0, 0);
         return;
     }
-    t->deadline = t->period ? t->deadline + t->period : UINT64_MAX;
+    machine_timer_fired(t, machine_clock_ns(t->m));
     t->cb(t->opaque);
 }
 
@@ -127,15 +137,12 @@ void machine_timers_run(struct machine *m)
 {
     pthread_mutex_lock(&m->lock);
     uint64_t now = machine_clock_ns(m);
-    /* One due timer per round: a callback may arm or free any timer. A periodic timer that
-     * fell behind (the clock skipped ahead) fires once and goes on from now. */
+    /* One due timer per round: a callback may arm or free any timer. */
     for (bool fired = true; fired;) {
         fired = false;
         for (struct machine_timer *t = m->timers; t; t = t->next)
             if (t->deadline <= now) {
-                t->deadline = t->period ? t->deadline + t->period : UINT64_MAX;
-                if (t->deadline <= now && t->period)
-                    t->deadline = now + t->period; /* skip missed periods */
+                machine_timer_fired(t, now);
                 t->cb(t->opaque);
                 fired = true;
                 break;
