@@ -365,6 +365,18 @@ static void lapic_tsc_deadline(struct irqchip *ic, unsigned cpu, uint64_t tsc, u
     ic->ops->wake(ic->opaque, cpu); /* the vCPU polls timers again before it sleeps */
 }
 
+/* The register offset an x2APIC MSR stands for: -ENOENT if msr is not one, -EINVAL (#GP) if
+ * the APIC is not in x2APIC mode. */
+static int x2apic_register(const struct lapic *l, uint32_t msr, unsigned *off)
+{
+    if (msr < MSR_X2APIC_FIRST || msr > MSR_X2APIC_LAST)
+        return -ENOENT;
+    if (!l->x2apic)
+        return -EINVAL;
+    *off = (msr - MSR_X2APIC_FIRST) << 4;
+    return 0;
+}
+
 int lapic_msr_read(struct irqchip *ic, unsigned cpu, uint32_t msr, uint64_t *val,
                    uint64_t tsc_offset)
 {
@@ -374,11 +386,10 @@ int lapic_msr_read(struct irqchip *ic, unsigned cpu, uint32_t msr, uint64_t *val
         *val = timer_mode(l->lvt_timer) == TIMER_TSC_DEADLINE ? l->tsc_deadline : 0;
         return 0;
     }
-    if (msr < MSR_X2APIC_FIRST || msr > MSR_X2APIC_LAST)
-        return -ENOENT;
-    if (!l->x2apic)
-        return -EINVAL;
-    unsigned off = (msr - MSR_X2APIC_FIRST) << 4;
+    unsigned off;
+    int r = x2apic_register(l, msr, &off);
+    if (r < 0)
+        return r;
     if ((off >= LAPIC_ISR && off < LAPIC_ISR + 0x80) || (off >= LAPIC_TMR && off < LAPIC_TMR + 0x80) ||
         (off >= LAPIC_IRR && off < LAPIC_IRR + 0x80)) {
         *val = lapic_read(ic, cpu, off);
@@ -407,11 +418,10 @@ int lapic_msr_write(struct irqchip *ic, unsigned cpu, uint32_t msr, uint64_t val
         lapic_tsc_deadline(ic, cpu, val, tsc_offset);
         return 0;
     }
-    if (msr < MSR_X2APIC_FIRST || msr > MSR_X2APIC_LAST)
-        return -ENOENT;
-    if (!l->x2apic)
-        return -EINVAL;
-    unsigned off = (msr - MSR_X2APIC_FIRST) << 4;
+    unsigned off;
+    int r = x2apic_register(l, msr, &off);
+    if (r < 0)
+        return r;
     if (off == LAPIC_ICR_LO) {
         /* One write sends: the destination is the whole upper half. */
         l->icr_hi = (uint32_t)(val >> 32);
